@@ -1,0 +1,1 @@
+"""bess-sim: battery energy storage fleet simulator."""

@@ -1,0 +1,1 @@
+"""FastAPI supervisor: REST, WebSocket push and the dashboard."""

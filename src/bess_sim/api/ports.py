@@ -1,0 +1,34 @@
+"""What the HTTP layer needs from the simulator: a small interface, so ``api`` does not import
+``runtime`` (imports point inward) and tests can hand in any object that fits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+from ..clock import ManualClock, RealTimeClock
+from ..metrics import Metrics
+from ..settings import Settings
+from ..sim import Fleet, HistoryQuery, Snapshot
+
+
+class TelemetrySink(Protocol):
+    def publish(self, snapshots: Sequence[Snapshot]) -> None: ...
+
+
+class Supervisor(Protocol):
+    settings: Settings
+    fleet: Fleet
+    metrics: Metrics
+    clock: RealTimeClock | ManualClock
+
+    @property
+    def db_status(self) -> Literal["ok", "down", "disabled"]: ...
+
+    async def step(self, seconds: float) -> int: ...
+
+    async def history(self, query: HistoryQuery) -> list[Snapshot]: ...
+
+    def add_sink(self, sink: TelemetrySink) -> None: ...
+
+    def remove_sink(self, sink: TelemetrySink) -> None: ...

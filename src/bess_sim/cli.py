@@ -1,0 +1,173 @@
+"""``bess-sim`` command line: argv/env → Settings → runtime (DESIGN §2).
+
+Exit codes: 0 success / clean shutdown, 2 bad configuration, bad flags or a port in use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import DEFAULT_FLEET_SOURCE, ConfigError, load_assets
+from .modbus.points import RegisterMap, load_register_map
+from .settings import Settings
+from .sim import FleetConfig
+
+log = logging.getLogger("bess_sim")
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bess-sim", description="BESS fleet simulator")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def files(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--assets", type=Path, help="assets.yaml (env BESS_ASSETS)")
+        sp.add_argument("--register-map", type=Path, help="register_map.yaml (env BESS_REGISTER_MAP)")
+
+    run = sub.add_parser("run", help="start the simulator")
+    files(run)
+    run.add_argument("--http-host", help="HTTP bind address (default 127.0.0.1)")
+    run.add_argument("--http-port", type=int, help="HTTP port (default 3001)")
+    run.add_argument("--modbus-host", help="Modbus bind address (default 127.0.0.1)")
+    run.add_argument("--tick-interval", dest="tick_interval_s", type=float,
+                     help="seconds between ticks (default 1.0)")  # fmt: skip
+    run.add_argument("--speed", type=float, help="simulated seconds per wall second (default 1)")
+    run.add_argument("--clock", choices=["realtime", "manual"], help="manual: POST /sim/step")
+    run.add_argument("--start-time", help="simulated UTC start, ISO 8601 (default: now)")
+    run.add_argument("--database-url", help="PostgreSQL URL (env DATABASE_URL)")
+    run.add_argument("--reset-db", action="store_true", default=None,
+                     help="truncate assets/telemetry/dispatches first (env RESET_DB=1)")  # fmt: skip
+    run.add_argument("--history-size", type=int, help="in-memory snapshots kept per asset")
+    run.add_argument("--log-level", help="debug|info|warning|error (env LOG_LEVEL)")
+
+    check = sub.add_parser("check-config", help="validate assets.yaml and register_map.yaml")
+    files(check)
+    points = sub.add_parser("points", help="print the register points list per asset")
+    files(points)
+    points.add_argument("--format", choices=["csv", "markdown"], default="markdown")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    fields = set(Settings.model_fields)
+    overrides: dict[str, Any] = {
+        k: v for k, v in vars(args).items() if k in fields and v is not None
+    }
+    return Settings(**overrides)
+
+
+def load_config(settings: Settings) -> tuple[FleetConfig, RegisterMap]:
+    fleet = load_assets(settings.assets)
+    if fleet.source == DEFAULT_FLEET_SOURCE:
+        log.warning("assets: %s not found; using the built-in default fleet", settings.assets)
+    regmap = load_register_map(settings.register_map)
+    if not settings.register_map.exists():
+        log.warning("register map: %s not found; using the built-in default map", settings.register_map)
+    return fleet, regmap
+
+
+def points_rows(fleet: FleetConfig, regmap: RegisterMap) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for asset in fleet.assets:
+        for pt in sorted(regmap.points, key=lambda p: (p.table != "input", p.address)):
+            rows.append(
+                {
+                    "asset": asset.name,
+                    "asset_id": asset.id,
+                    "port": str(asset.modbus.port),
+                    "unit_id": str(asset.modbus.unit_id),
+                    "table": pt.table.value,
+                    "address": str(pt.address),
+                    "registers": str(pt.width),
+                    "name": pt.name,
+                    "type": pt.type.value,
+                    "word_order": pt.word_order.value if pt.width == 2 else "",
+                    "scale": f"{pt.scale:g}",
+                    "unit": pt.unit,
+                    "access": pt.access,
+                    "description": pt.description,
+                }
+            )
+    return rows
+
+
+def _print_points(rows: list[dict[str, str]], fmt: str) -> None:
+    if not rows:
+        return
+    cols = list(rows[0])
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+        return
+    sys.stdout.write("| " + " | ".join(cols) + " |\n")
+    sys.stdout.write("|" + "---|" * len(cols) + "\n")
+    for r in rows:
+        sys.stdout.write("| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |\n")
+
+
+def _summary(fleet: FleetConfig, regmap: RegisterMap) -> None:
+    print(f"assets: {fleet.source}: {len(fleet.sites)} sites, {len(fleet.assets)} assets")
+    for a in fleet.assets:
+        print(
+            f"  {a.name:<16} {a.capacity_mwhr:g} MWh  [{a.min_mw:g}, {a.max_mw:g}] MW  "
+            f"ramp {a.ramp_rate_mw_per_min:g} MW/min  eff {a.efficiency:g}  "
+            f"modbus port {a.modbus.port} unit {a.modbus.unit_id}"
+        )
+    print(f"register map: {regmap.source}: {len(regmap.points)} points, word order {regmap.word_order}")
+    print("OK")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"]) or "settings"
+            print(f"bess-sim: invalid setting {loc}: {err['msg']}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        fleet, regmap = load_config(settings)
+    except ConfigError as exc:
+        print(f"bess-sim: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        _summary(fleet, regmap)
+        return EXIT_OK
+    if args.command == "points":
+        _print_points(points_rows(fleet, regmap), args.format)
+        return EXIT_OK
+    from .runtime import StartupError, serve  # heavy imports only for `run`
+
+    try:
+        asyncio.run(serve(settings, fleet, regmap))
+    except StartupError as exc:
+        print(f"bess-sim: cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Prometheus metrics of one simulator, in its own registry (two simulators can share a
+process). Components get this object passed in and update it; ``GET /metrics`` renders it."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.ticks = Counter("bess_ticks", "Simulation ticks run", registry=r)
+        self.tick_duration = Histogram(
+            "bess_tick_duration_seconds",
+            "Wall time spent in one tick (physics + publishing)",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.tick_overruns = Counter(
+            "bess_tick_overruns", "Ticks that ended after the next deadline", registry=r
+        )
+        self.sim_time = Gauge("bess_sim_time_seconds", "Simulated seconds since start", registry=r)
+        self.dispatches = Counter(
+            "bess_dispatches",
+            "Dispatch records entering a status, by source",
+            ["source", "status"],
+            registry=r,
+        )
+        self.modbus_requests = Counter(
+            "bess_modbus_requests",
+            "Modbus requests by function code and exception code (0 = success)",
+            ["function_code", "exception_code"],
+            registry=r,
+        )
+        self.db_queue_rows = Gauge(
+            "bess_db_queue_rows", "Telemetry rows waiting for the database writer", registry=r
+        )
+        self.db_dropped_rows = Counter(
+            "bess_db_dropped_rows",
+            "Telemetry rows dropped because the writer buffer was full",
+            registry=r,
+        )
+        self.db_written_rows = Counter(
+            "bess_db_written_rows", "Telemetry rows written to the database", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

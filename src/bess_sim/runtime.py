@@ -1,0 +1,273 @@
+"""Wires the components of one simulator and runs them: start-up → tick loop → shutdown.
+
+``Runtime`` is embeddable (tests run two in one process): everything it uses comes from the
+``Settings`` and config objects passed in. ``run()`` adds signal handling for the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Literal, Protocol
+
+import uvicorn
+
+from .api.app import create_app
+from .clock import ManualClock, RealTimeClock
+from .metrics import Metrics
+from .modbus.points import RegisterMap
+from .settings import Settings
+from .sim import DispatchRecord, Fleet, FleetConfig, HistoryBuffer, Snapshot
+from .sim.history import HistoryQuery
+
+log = logging.getLogger("bess_sim")
+
+#: Largest number of ticks one ``POST /sim/step`` may run (a day of 0.1 s ticks is 864k).
+MAX_STEP_TICKS = 1_000_000
+# Yield to the event loop every this many ticks of a long step, so Modbus and HTTP keep
+# answering while a day of simulated time is computed.
+_STEP_YIELD_EVERY = 50
+
+
+class StartupError(Exception):
+    """The simulator cannot start (port in use, ...). The CLI prints it and exits 2."""
+
+
+class ClockModeError(Exception):
+    """``step`` on the real-time clock."""
+
+
+class TelemetrySink(Protocol):
+    """Receives every tick's snapshots; must not block (the tick never waits)."""
+
+    def publish(self, snapshots: Sequence[Snapshot]) -> None: ...
+
+
+class HistorySource(Protocol):
+    async def history(self, query: HistoryQuery) -> list[Snapshot]: ...
+
+
+class Runtime:
+    """One simulator: fleet + clock + Modbus + HTTP (+ database when configured)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        fleet_config: FleetConfig,
+        register_map: RegisterMap,
+        *,
+        start_time: datetime | None = None,
+    ) -> None:
+        self.settings = settings
+        self.register_map = register_map
+        start = start_time or settings.start_time or datetime.now(UTC).replace(microsecond=0)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        self.fleet = Fleet(fleet_config, start)
+        self.metrics = Metrics()
+        self.fleet.add_dispatch_listener(self._count_dispatch)
+        self.history_buffer = HistoryBuffer((a.id for a in fleet_config.assets), settings.history_size)
+        self.clock: RealTimeClock | ManualClock = (
+            ManualClock(settings.tick_interval_s)
+            if settings.clock == "manual"
+            else RealTimeClock(settings.tick_interval_s, settings.speed)
+        )
+        self._sinks: list[TelemetrySink] = [self.history_buffer]
+        self._history_source: HistorySource | None = None
+        self._db_status: Literal["ok", "down", "disabled"] = "disabled"
+        self._step_lock = asyncio.Lock()
+        self._stack = AsyncExitStack()
+        self._tick_task: asyncio.Task[None] | None = None
+        self.http_port: int | None = None
+        self.modbus_ports: dict[int, int] = {}  # configured port → bound port
+
+    # ------------------------------------------------------------ ticking
+    def add_sink(self, sink: TelemetrySink) -> None:
+        self._sinks.append(sink)
+
+    def remove_sink(self, sink: TelemetrySink) -> None:
+        with contextlib.suppress(ValueError):
+            self._sinks.remove(sink)
+
+    def tick(self, dt_s: float) -> list[Snapshot]:
+        """Advance the fleet by ``dt_s`` simulated seconds and publish the snapshots."""
+        started = time.perf_counter()
+        snapshots = self.fleet.advance(dt_s)
+        for sink in self._sinks:
+            sink.publish(snapshots)
+        self.metrics.tick_duration.observe(time.perf_counter() - started)
+        self.metrics.ticks.inc()
+        self.metrics.sim_time.set(self.fleet.sim_time_s)
+        return snapshots
+
+    async def step(self, seconds: float) -> int:
+        """Manual clock: advance ``seconds`` in ticks of ``tick_interval_s`` (the last one
+        shorter); returns the number of ticks run."""
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise ClockModeError("the clock is real-time; start with --clock manual to step")
+        chunks = clock.chunks(seconds)
+        async with self._step_lock:
+            for i, dt_s in enumerate(chunks, 1):
+                self.tick(dt_s)
+                if i % _STEP_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        return len(chunks)
+
+    def _count_dispatch(self, record: DispatchRecord) -> None:
+        self.metrics.dispatches.labels(record.source.value, record.status.value).inc()
+
+    def _on_overrun(self) -> None:
+        self.metrics.tick_overruns.inc()
+
+    # ------------------------------------------------------------ history / health
+    def set_history_source(self, source: HistorySource) -> None:
+        self._history_source = source
+
+    async def history(self, query: HistoryQuery) -> list[Snapshot]:
+        if self._history_source is not None:
+            return await self._history_source.history(query)
+        return self.history_buffer.query(query)
+
+    @property
+    def db_status(self) -> Literal["ok", "down", "disabled"]:
+        return self._db_status
+
+    def set_db_status(self, status: Literal["ok", "down", "disabled"]) -> None:
+        self._db_status = status
+
+    # ------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Runtime:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        s = self.settings
+        cfg = self.fleet.config
+        log.info(
+            "assets: %d assets in %d sites from %s",
+            len(cfg.assets),
+            len(cfg.sites),
+            cfg.source,
+        )
+        log.info("register map: %d points from %s", len(self.register_map.points), self.register_map.source)
+        if s.database_url is None:
+            log.info("database: disabled (in memory; history ring buffer of %d per asset)", s.history_size)
+        # --- storage wiring (persistence issue) goes here: restore before anything ticks.
+        if s.modbus_enabled:
+            await self._start_modbus()
+        await self._start_http()
+        if isinstance(self.clock, RealTimeClock):
+            log.info(
+                "clock: real time, tick %.3g s, speed %gx, start %s",
+                s.tick_interval_s,
+                s.speed,
+                self.fleet.start_time.isoformat(),
+            )
+            self._tick_task = asyncio.create_task(
+                self.clock.run(self.tick, self._on_overrun), name="bess-tick"
+            )
+            self._stack.push_async_callback(self._stop_ticking)
+        else:
+            log.info(
+                "clock: manual (POST /sim/step), tick %.3g s, start %s",
+                s.tick_interval_s,
+                self.fleet.start_time.isoformat(),
+            )
+
+    async def _stop_ticking(self) -> None:
+        task = self._tick_task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _start_modbus(self) -> None:
+        # --- Modbus wiring (Modbus issue) goes here.
+        return None
+
+    async def _start_http(self) -> None:
+        s = self.settings
+        sock = bind_tcp(s.http_host, s.http_port, "HTTP")
+        self.http_port = sock.getsockname()[1]
+        app = create_app(self)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws="websockets",
+            timeout_graceful_shutdown=2,
+        )
+        server = uvicorn.Server(config)
+        # uvicorn installs its own SIGINT/SIGTERM handlers in serve(); signals belong to run().
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="bess-http")
+
+        async def stop() -> None:
+            server.should_exit = True
+            try:
+                await asyncio.wait_for(task, timeout=5)
+            except TimeoutError:
+                task.cancel()
+            sock.close()
+
+        self._stack.push_async_callback(stop)
+        while not server.started:
+            if task.done():
+                task.result()
+                raise StartupError(f"HTTP server on {s.http_host}:{self.http_port} did not start")
+            await asyncio.sleep(0.01)
+        log.info("http: listening on http://%s:%d (dashboard /, API docs /docs)", s.http_host, self.http_port)
+
+
+def bind_tcp(host: str, port: int, what: str) -> socket.socket:
+    """Bind a listening TCP socket, turning 'address in use' into a StartupError naming it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"{what} port {host}:{port} cannot be bound: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(settings: Settings, fleet_config: FleetConfig, register_map: RegisterMap) -> None:
+    """Run until SIGINT/SIGTERM, then shut down cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Runtime(settings, fleet_config, register_map):
+            log.info("ready")
+            await stop.wait()
+            log.info("shutting down")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    log.info("stopped")

@@ -1,0 +1,376 @@
+"""The fleet: owns simulated time, every asset's state and the dispatch lifecycle.
+
+Simulated time belongs to this object alone (as in SimPy): it advances only through
+:meth:`Fleet.advance`, which the runtime calls with a ``dt_s`` from a real-time or manual clock.
+Within a tick, an asset's tick is split at the instants where a dispatch ends or its watchdog
+expires, so lifecycle events happen at their exact simulated time whatever the tick length.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from . import physics
+from .dispatch import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, validate
+from .model import Alarm, AssetSpec, FleetConfig, PhysicalState, Site, Snapshot, Status
+
+# Events closer than this to the end of a sub-step fire in it (float rounding of sim time).
+_EVENT_EPS_S = 1e-9
+# Status thresholds (DESIGN §3.5).
+_STATUS_DEADBAND_MW = 0.1
+
+DispatchListener = Callable[[DispatchRecord], None]
+
+
+class UnknownAssetError(KeyError):
+    """The asset id is not in the fleet."""
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class _Asset:
+    """Mutable per-asset cell of the fleet; everything it holds is an immutable value."""
+
+    __slots__ = (
+        "active",
+        "active_end_s",
+        "heartbeat",
+        "heartbeat_changed_s",
+        "latched",
+        "phys",
+        "setpoint_mw",
+        "snapshot",
+        "spec",
+        "tripped",
+        "watchdog_timeout_s",
+    )
+
+    def __init__(self, spec: AssetSpec) -> None:
+        self.spec = spec
+        self.phys = PhysicalState(spec.capacity_mwhr * spec.initial_soc_pct / 100.0, 0.0)
+        self.setpoint_mw = 0.0
+        self.tripped = False
+        self.latched = Alarm(0)  # watchdog / trip: stay set until cleared by a command
+        self.active: DispatchRecord | None = None
+        self.active_end_s: float | None = None
+        self.watchdog_timeout_s = spec.watchdog_timeout_s
+        self.heartbeat = 0
+        self.heartbeat_changed_s = 0.0
+        self.snapshot: Snapshot | None = None
+
+    def watchdog_deadline_s(self) -> float | None:
+        active = self.active
+        if active is None or active.source is not DispatchSource.MODBUS:
+            return None
+        if self.watchdog_timeout_s <= 0.0:
+            return None
+        return self.heartbeat_changed_s + self.watchdog_timeout_s
+
+
+@dataclass(frozen=True, slots=True)
+class AssetControl:
+    """Command-side state of an asset, for the Modbus holding-register echo."""
+
+    setpoint_mw: float
+    heartbeat: int
+    watchdog_timeout_s: float
+    tripped: bool
+
+
+class Fleet:
+    """All assets of one simulator and their dispatches."""
+
+    def __init__(
+        self,
+        config: FleetConfig,
+        start_time: datetime,
+        *,
+        dispatch_log_size: int = 100_000,
+        id_factory: Callable[[], str] = _new_id,
+    ) -> None:
+        if start_time.tzinfo is None:
+            raise ValueError("start_time must be timezone-aware (UTC)")
+        self.config = config
+        self.start_time = start_time.astimezone(UTC)
+        self.sim_time_s = 0.0
+        self.tick_count = 0
+        self._assets: dict[str, _Asset] = {a.id: _Asset(a) for a in config.assets}
+        self._sites: dict[str, Site] = {s.id: s for s in config.sites}
+        self._log: OrderedDict[str, DispatchRecord] = OrderedDict()
+        self._log_size = dispatch_log_size
+        self._new_id = id_factory
+        self._listeners: list[DispatchListener] = []
+        now = self.now
+        for cell in self._assets.values():
+            cell.snapshot = self._snapshot(cell, now)
+
+    # ----------------------------------------------------------------- read side
+    @property
+    def now(self) -> datetime:
+        """Simulated UTC time."""
+        return self.start_time + timedelta(seconds=self.sim_time_s)
+
+    @property
+    def sites(self) -> tuple[Site, ...]:
+        return self.config.sites
+
+    @property
+    def specs(self) -> tuple[AssetSpec, ...]:
+        return self.config.assets
+
+    def spec(self, asset_id: str) -> AssetSpec:
+        return self._cell(asset_id).spec
+
+    def has_asset(self, asset_id: str) -> bool:
+        return asset_id in self._assets
+
+    def snapshot(self, asset_id: str) -> Snapshot:
+        snap = self._cell(asset_id).snapshot
+        assert snap is not None
+        return snap
+
+    def snapshots(self) -> list[Snapshot]:
+        return [c.snapshot for c in self._assets.values() if c.snapshot is not None]
+
+    def control(self, asset_id: str) -> AssetControl:
+        cell = self._cell(asset_id)
+        return AssetControl(cell.setpoint_mw, cell.heartbeat, cell.watchdog_timeout_s, cell.tripped)
+
+    def active_dispatch(self, asset_id: str) -> DispatchRecord | None:
+        return self._cell(asset_id).active
+
+    def dispatch_record(self, dispatch_id: str) -> DispatchRecord | None:
+        return self._log.get(dispatch_id)
+
+    def dispatches(
+        self,
+        asset_id: str | None = None,
+        status: DispatchStatus | None = None,
+        limit: int = 100,
+    ) -> list[DispatchRecord]:
+        """Newest first."""
+        out: list[DispatchRecord] = []
+        for rec in reversed(self._log.values()):
+            if asset_id is not None and rec.asset_id != asset_id:
+                continue
+            if status is not None and rec.status is not status:
+                continue
+            out.append(rec)
+            if len(out) >= limit:
+                break
+        return out
+
+    def add_dispatch_listener(self, listener: DispatchListener) -> None:
+        """``listener`` is called (synchronously) with every new or changed record."""
+        self._listeners.append(listener)
+
+    # ----------------------------------------------------------------- commands
+    def dispatch(self, req: DispatchRequest) -> DispatchRecord:
+        """Validate and record ``req``; accepted ones take effect at once. Raises
+        :class:`UnknownAssetError` for an unknown asset (nothing is recorded then)."""
+        cell = self._cell(req.asset_id)
+        reason = validate(cell.spec, cell.phys.soc_mwhr, cell.tripped, req)
+        now = self.now
+        duration = req.duration_s
+        record = DispatchRecord(
+            id=self._new_id(),
+            asset_id=req.asset_id,
+            mw=req.mw,
+            duration_s=duration,
+            status=DispatchStatus.REJECTED if reason else DispatchStatus.ACCEPTED,
+            reason=reason,
+            source=req.source,
+            client=req.client,
+            submitted_at=now,
+            ended_at=now if reason else None,
+        )
+        if reason is None:
+            self._end_active(cell, DispatchStatus.SUPERSEDED)
+            cell.active = record
+            cell.active_end_s = None if duration is None else self.sim_time_s + duration
+            cell.setpoint_mw = req.mw
+            if cell.latched & Alarm.WATCHDOG:
+                cell.latched &= ~Alarm.WATCHDOG
+            if req.source is DispatchSource.MODBUS:
+                # The write itself proves the master is alive: the watchdog runs from here.
+                cell.heartbeat_changed_s = self.sim_time_s
+        self._store(record)
+        return record
+
+    def heartbeat(self, asset_id: str, value: int) -> None:
+        """A heartbeat register write; only a change counts (DESIGN §4 watchdog)."""
+        cell = self._cell(asset_id)
+        if value != cell.heartbeat:
+            cell.heartbeat = value
+            cell.heartbeat_changed_s = self.sim_time_s
+
+    def set_watchdog_timeout(self, asset_id: str, seconds: float) -> None:
+        cell = self._cell(asset_id)
+        cell.watchdog_timeout_s = max(seconds, 0.0)
+
+    def trip(self, asset_id: str) -> None:
+        """Trip the asset (fault injection): target 0, active dispatch interrupted."""
+        cell = self._cell(asset_id)
+        cell.tripped = True
+        cell.latched |= Alarm.TRIP
+        self._end_active(cell, DispatchStatus.INTERRUPTED)
+        cell.setpoint_mw = 0.0
+        cell.snapshot = self._snapshot(cell, self.now)
+
+    def reset_fault(self, asset_id: str) -> None:
+        cell = self._cell(asset_id)
+        cell.tripped = False
+        cell.latched &= ~Alarm.TRIP
+        cell.snapshot = self._snapshot(cell, self.now)
+
+    def restore(
+        self,
+        asset_id: str,
+        *,
+        soc_mwhr: float,
+        current_mw: float,
+        active: DispatchRecord | None = None,
+        remaining_s: float | None = None,
+    ) -> None:
+        """Put an asset back to a persisted state (used on start-up by the storage layer).
+        ``active`` is re-applied with ``remaining_s`` left (None = holds)."""
+        cell = self._cell(asset_id)
+        spec = cell.spec
+        soc = min(max(soc_mwhr, 0.0), spec.capacity_mwhr)
+        mw = min(max(current_mw, spec.min_mw), spec.max_mw)
+        cell.phys = PhysicalState(soc, mw)
+        cell.active = active
+        cell.setpoint_mw = active.mw if active is not None else 0.0
+        cell.active_end_s = None if remaining_s is None else self.sim_time_s + remaining_s
+        cell.heartbeat_changed_s = self.sim_time_s
+        if active is not None:
+            self._store(active)
+        cell.snapshot = self._snapshot(cell, self.now)
+
+    def load_records(self, records: Iterable[DispatchRecord]) -> None:
+        """Seed the in-memory log (oldest first) without notifying listeners."""
+        for rec in records:
+            self._log[rec.id] = rec
+        self._trim_log()
+
+    # ----------------------------------------------------------------- time
+    def advance(self, dt_s: float) -> list[Snapshot]:
+        """Advance simulated time by ``dt_s`` seconds; return every asset's new snapshot."""
+        if dt_s < 0.0:
+            raise ValueError("dt_s must be >= 0")
+        t0 = self.sim_time_s
+        t1 = t0 + dt_s
+        end_time = self.start_time + timedelta(seconds=t1)
+        out: list[Snapshot] = []
+        for cell in self._assets.values():
+            self._advance_asset(cell, t0, t1)
+            snap = self._snapshot(cell, end_time, t1)
+            cell.snapshot = snap
+            out.append(snap)
+        self.sim_time_s = t1
+        self.tick_count += 1
+        return out
+
+    def _advance_asset(self, cell: _Asset, t0: float, t1: float) -> None:
+        spec = cell.spec
+        t = t0
+        while True:
+            stop = t1
+            end_s = cell.active_end_s
+            if end_s is not None and end_s < stop:
+                stop = max(end_s, t)
+            deadline = cell.watchdog_deadline_s()
+            if deadline is not None and deadline < stop:
+                stop = max(deadline, t)
+            if stop > t:
+                target = physics.target_mw(spec, cell.phys.soc_mwhr, cell.setpoint_mw, cell.tripped)
+                cell.phys = physics.step(spec, cell.phys, target, stop - t).state
+                t = stop
+            if end_s is not None and end_s <= t + _EVENT_EPS_S:
+                self._end_active(cell, DispatchStatus.COMPLETED, at_s=end_s)
+                cell.setpoint_mw = 0.0
+            deadline = cell.watchdog_deadline_s()
+            if deadline is not None and deadline <= t + _EVENT_EPS_S:
+                self._end_active(cell, DispatchStatus.REVERTED, at_s=deadline)
+                cell.setpoint_mw = 0.0
+                cell.latched |= Alarm.WATCHDOG
+            if t >= t1:
+                return
+
+    # ----------------------------------------------------------------- helpers
+    def _cell(self, asset_id: str) -> _Asset:
+        try:
+            return self._assets[asset_id]
+        except KeyError:
+            raise UnknownAssetError(asset_id) from None
+
+    def _snapshot(self, cell: _Asset, ts: datetime, sim_s: float | None = None) -> Snapshot:
+        spec = cell.spec
+        soc = cell.phys.soc_mwhr
+        mw = cell.phys.current_mw
+        alarms = cell.latched
+        if soc <= spec.soc_min_mwhr + physics.SOC_EPS_MWH:
+            alarms |= Alarm.SOC_LOW
+        if soc >= spec.soc_max_mwhr - physics.SOC_EPS_MWH:
+            alarms |= Alarm.SOC_HIGH
+        if cell.tripped:
+            status = Status.FAULT
+        elif mw > _STATUS_DEADBAND_MW:
+            status = Status.DISCHARGING
+        elif mw < -_STATUS_DEADBAND_MW:
+            status = Status.CHARGING
+        else:
+            status = Status.IDLE
+        return Snapshot(
+            asset_id=spec.id,
+            site_id=spec.site_id,
+            timestamp=ts,
+            sim_time_s=self.sim_time_s if sim_s is None else sim_s,
+            soc_mwhr=soc,
+            soc_pct=soc / spec.capacity_mwhr * 100.0,
+            capacity_mwhr=spec.capacity_mwhr,
+            current_mw=mw,
+            setpoint_mw=cell.setpoint_mw,
+            max_mw=spec.max_mw,
+            min_mw=spec.min_mw,
+            status=status,
+            alarms=alarms,
+            heartbeat=cell.heartbeat,
+        )
+
+    def _end_active(self, cell: _Asset, status: DispatchStatus, at_s: float | None = None) -> None:
+        active = cell.active
+        if active is None:
+            return
+        at = self.now if at_s is None else self.start_time + timedelta(seconds=at_s)
+        ended = DispatchRecord(
+            id=active.id,
+            asset_id=active.asset_id,
+            mw=active.mw,
+            duration_s=active.duration_s,
+            status=status,
+            reason=active.reason,
+            source=active.source,
+            client=active.client,
+            submitted_at=active.submitted_at,
+            ended_at=at,
+        )
+        cell.active = None
+        cell.active_end_s = None
+        self._store(ended)
+
+    def _store(self, record: DispatchRecord) -> None:
+        self._log[record.id] = record
+        self._trim_log()
+        for listener in self._listeners:
+            listener(record)
+
+    def _trim_log(self) -> None:
+        while len(self._log) > self._log_size:
+            self._log.popitem(last=False)

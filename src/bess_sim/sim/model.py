@@ -1,0 +1,138 @@
+"""Domain objects of the simulation core.
+
+Sign convention (the one place it is stated): **+MW = discharge (export to the grid),
+−MW = charge (import)**. Every ``*_mw`` field in bess-sim follows it. ``min_mw <= 0 <= max_mw``.
+
+Everything here is a frozen dataclass of plain values: no clock, no I/O (DESIGN §8).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class Status(enum.IntEnum):
+    """Asset status; the integer is the Modbus status word (DESIGN §5, input register 0)."""
+
+    IDLE = 0
+    CHARGING = 1
+    DISCHARGING = 2
+    FAULT = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Alarm(enum.IntFlag):
+    """Alarm bits; the integer is the Modbus alarm word (DESIGN §5, input register 1)."""
+
+    SOC_LOW = 1
+    SOC_HIGH = 2
+    WATCHDOG = 4
+    TRIP = 8
+
+
+ALARM_NAMES: dict[Alarm, str] = {
+    Alarm.SOC_LOW: "soc_low",
+    Alarm.SOC_HIGH: "soc_high",
+    Alarm.WATCHDOG: "watchdog",
+    Alarm.TRIP: "trip",
+}
+
+
+def alarm_names(alarms: Alarm) -> tuple[str, ...]:
+    """Names of the set alarm bits, in bit order."""
+    return tuple(name for bit, name in ALARM_NAMES.items() if alarms & bit)
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    id: str
+    name: str
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusAddress:
+    port: int
+    unit_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AssetSpec:
+    """Static parameters of one battery, as validated from assets.yaml."""
+
+    id: str
+    site_id: str
+    name: str
+    location: str
+    capacity_mwhr: float
+    max_mw: float
+    min_mw: float
+    ramp_rate_mw_per_min: float
+    efficiency: float
+    modbus: ModbusAddress
+    initial_soc_pct: float = 50.0
+    soc_min_pct: float = 0.0
+    soc_max_pct: float = 100.0
+    watchdog_timeout_s: float = 0.0
+
+    @property
+    def soc_min_mwhr(self) -> float:
+        return self.capacity_mwhr * self.soc_min_pct / 100.0
+
+    @property
+    def soc_max_mwhr(self) -> float:
+        return self.capacity_mwhr * self.soc_max_pct / 100.0
+
+    @property
+    def ramp_mw_per_s(self) -> float:
+        return self.ramp_rate_mw_per_min / 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """Sites and assets of one simulator, in file order."""
+
+    sites: tuple[Site, ...]
+    assets: tuple[AssetSpec, ...]
+    source: str  # file path, or "built-in default fleet"
+
+
+@dataclass(frozen=True, slots=True)
+class PhysicalState:
+    """What the physics integrates: energy and power at an instant."""
+
+    soc_mwhr: float
+    current_mw: float
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Telemetry of one asset at the end of a tick (DESIGN §3.6).
+
+    ``sim_time_s`` is simulated seconds since the simulator's start; ``timestamp`` is the
+    simulated UTC time (start time + ``sim_time_s``).
+    """
+
+    asset_id: str
+    site_id: str
+    timestamp: datetime
+    sim_time_s: float
+    soc_mwhr: float
+    soc_pct: float
+    capacity_mwhr: float
+    current_mw: float
+    setpoint_mw: float
+    max_mw: float
+    min_mw: float
+    status: Status
+    alarms: Alarm
+    heartbeat: int
+
+    @property
+    def alarm_names(self) -> tuple[str, ...]:
+        return alarm_names(self.alarms)

@@ -1,0 +1,109 @@
+"""Per-asset physics for one tick (DESIGN §3). Pure functions of (spec, state, target, dt_s).
+
+Power over a tick is piecewise linear: a ramp at ``ramp_rate_mw_per_min / 60`` MW/s toward
+the target, then flat at the target. Energy is integrated exactly over each linear piece
+(trapezoid), split where the ramp crosses zero so that each piece is all-discharge or
+all-charge and the right efficiency applies. Because the integration is exact, one tick of
+60 s and sixty ticks of 1 s give the same result (up to float rounding).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .model import Alarm, AssetSpec, PhysicalState
+
+# SOC is compared with its bounds with this slack so that float rounding in the integration
+# (relative 1e-16 of a few hundred MWh) cannot leave SOC a hair inside a bound it was clamped to.
+SOC_EPS_MWH = 1e-9
+
+_S_PER_H = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    state: PhysicalState
+    #: SOC_LOW / SOC_HIGH when SOC reached that bound inside the tick (MW was forced to 0).
+    hit_bound: Alarm
+    #: energy delivered at the terminals in the tick, MWh, both >= 0
+    discharged_mwhr: float
+    charged_mwhr: float
+
+
+def target_mw(spec: AssetSpec, soc_mwhr: float, setpoint_mw: float, tripped: bool) -> float:
+    """DESIGN §3.1: setpoint clamped to limits, no further discharge at soc_min nor charge at
+    soc_max, 0 while tripped."""
+    if tripped or not math.isfinite(setpoint_mw):
+        return 0.0
+    target = min(max(setpoint_mw, spec.min_mw), spec.max_mw)
+    if target > 0.0 and soc_mwhr <= spec.soc_min_mwhr + SOC_EPS_MWH:
+        return 0.0
+    if target < 0.0 and soc_mwhr >= spec.soc_max_mwhr - SOC_EPS_MWH:
+        return 0.0
+    return target
+
+
+def _segments(p0: float, target: float, ramp_mw_per_s: float, dt_s: float) -> list[tuple[float, float, float]]:
+    """Linear pieces (duration_s, p_start, p_end) covering ``dt_s``, none crossing zero."""
+    pieces: list[tuple[float, float, float]] = []
+    diff = target - p0
+    if diff == 0.0 or ramp_mw_per_s <= 0.0:
+        ramp_s = 0.0 if diff == 0.0 else math.inf
+    else:
+        ramp_s = abs(diff) / ramp_mw_per_s
+    slope = math.copysign(ramp_mw_per_s, diff) if diff != 0.0 else 0.0
+    ramp_end_s = min(ramp_s, dt_s)
+    if ramp_end_s > 0.0:
+        # Land exactly on the target when the ramp completes, so no rounding residue remains.
+        p_end = target if ramp_s <= dt_s else p0 + slope * ramp_end_s
+        if abs(p_end - target) < 1e-12:
+            p_end = target
+        if (p0 > 0.0 > p_end) or (p0 < 0.0 < p_end):
+            zero_s = -p0 / slope
+            pieces.append((zero_s, p0, 0.0))
+            pieces.append((ramp_end_s - zero_s, 0.0, p_end))
+        else:
+            pieces.append((ramp_end_s, p0, p_end))
+    if dt_s > ramp_end_s:
+        pieces.append((dt_s - ramp_end_s, target, target))
+    return pieces
+
+
+def step(spec: AssetSpec, state: PhysicalState, target: float, dt_s: float) -> StepResult:
+    """Advance one asset by ``dt_s`` simulated seconds toward ``target`` MW (DESIGN §3.2–3.4)."""
+    soc = state.soc_mwhr
+    eff = spec.efficiency
+    soc_min = spec.soc_min_mwhr
+    soc_max = spec.soc_max_mwhr
+    discharged = 0.0
+    charged = 0.0
+    p_last = state.current_mw
+    if dt_s <= 0.0:
+        return StepResult(state, Alarm(0), 0.0, 0.0)
+    for duration, pa, pb in _segments(state.current_mw, target, spec.ramp_mw_per_s, dt_s):
+        if duration <= 0.0:
+            continue
+        energy = (pa + pb) * 0.5 * duration / _S_PER_H  # MWh at the terminals, signed
+        if energy > 0.0:
+            # Discharge: SOC loses E / efficiency (one-way efficiency, DESIGN §3.3).
+            room = max(soc - soc_min, 0.0) * eff  # terminal energy available before soc_min
+            if energy > room:
+                # SOC reaches soc_min inside this piece: it stops there and MW drops to 0
+                # for the rest of the tick (DESIGN §3.4); the end state does not depend on
+                # the exact instant, so it is not computed.
+                discharged += room
+                return StepResult(PhysicalState(soc_min, 0.0), Alarm.SOC_LOW, discharged, charged)
+            soc -= energy / eff
+            discharged += energy
+        elif energy < 0.0:
+            # Charge: SOC gains |E| × efficiency.
+            room = max(soc_max - soc, 0.0) / eff  # terminal energy accepted before soc_max
+            if -energy > room:
+                charged += room
+                return StepResult(PhysicalState(soc_max, 0.0), Alarm.SOC_HIGH, discharged, charged)
+            soc -= energy * eff
+            charged -= energy
+        p_last = pb
+    soc = min(max(soc, soc_min), soc_max)
+    return StepResult(PhysicalState(soc, p_last), Alarm(0), discharged, charged)
