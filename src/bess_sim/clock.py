@@ -10,6 +10,7 @@ overrun: it is counted, and the schedule restarts from now instead of bursting t
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 
 
@@ -59,10 +60,12 @@ class ManualClock:
 
     def chunks(self, seconds: float) -> list[float]:
         """Split ``seconds`` into ticks of ``tick_interval_s``, the last one shorter."""
-        out: list[float] = []
-        whole, rest = divmod(seconds, self.tick_interval_s)
-        out.extend([self.tick_interval_s] * int(whole))
-        # Ignore float dust (e.g. 0.3 / 0.1) rather than emit a 1e-17 s tick.
-        if rest > 1e-9 * self.tick_interval_s:
+        interval = self.tick_interval_s
+        # Tolerate float dust (0.3 / 0.1 = 2.9999999999999996 means three ticks, not two plus
+        # a 0.09999999999999998 s one).
+        whole = math.floor(seconds / interval + 1e-9)
+        out = [interval] * whole
+        rest = seconds - whole * interval
+        if rest > 1e-9 * interval:
             out.append(rest)
         return out

@@ -216,7 +216,7 @@ class Runtime:
             log_level="warning",
             access_log=False,
             lifespan="off",
-            ws="websockets",
+            ws="websockets-sansio",
             timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)

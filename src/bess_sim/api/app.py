@@ -1,105 +1,73 @@
-"""``create_app(supervisor)``: the FastAPI application of one simulator."""
+"""``create_app(supervisor)``: the FastAPI application of one simulator.
+
+Routers are built by factories that close over the supervisor (no module-level state: two
+simulators in one process each get their own app). The dashboard is static HTML/JS/CSS served
+from ``static/`` — nothing is fetched from the internet (labs are air-gapped).
+"""
 
 from __future__ import annotations
 
-import math
-from typing import Any
-from uuid import UUID
+from pathlib import Path
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
-from ..sim import DispatchRequest, DispatchSource, Snapshot, UnknownAssetError
+from . import routes_assets, routes_dispatch, routes_sim
+from .errors import install_handlers
 from .ports import Supervisor
+from .ws import TelemetryHub
 
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
-class DispatchIn(BaseModel):
-    asset_id: UUID
-    mw: float
-    duration_s: float | None = Field(None, gt=0)
-    mode: str | None = None
+_DESCRIPTION = """\
+Supervisor API of a simulated battery (BESS) fleet. Every battery is also a Modbus TCP slave;
+REST and Modbus share one dispatch validation path.
 
+* Sign convention: **+MW = discharge (export), -MW = charge (import)**.
+* Timestamps are ISO 8601 UTC (`Z`) of **simulated** time.
+* Floats are rounded to 9 decimal places (float dust such as 9.999999999999998 → 10.0).
+* When the simulator runs with `BESS_API_TOKEN`, POST routes need
+  `Authorization: Bearer <token>`; GET routes stay open.
+* Live telemetry: WebSocket `/ws/telemetry` (optionally `?asset_id=<uuid>`) pushes one message
+  per tick: `{"type": "telemetry", "tick", "sim_time_s", "timestamp", "snapshots": [...]}`.
+* Errors: 404 unknown asset/dispatch, 422 malformed input or rejected dispatch, 409 step on the
+  real-time clock, 401 missing token. Errors carry a JSON `detail`.
+"""
 
-class StepIn(BaseModel):
-    seconds: float = Field(gt=0, le=31_536_000)
-
-
-def _snapshot_json(s: Snapshot) -> dict[str, Any]:
-    return {
-        "asset_id": s.asset_id,
-        "site_id": s.site_id,
-        "timestamp": s.timestamp.isoformat().replace("+00:00", "Z"),
-        "soc_mwhr": s.soc_mwhr,
-        "soc_pct": s.soc_pct,
-        "capacity_mwhr": s.capacity_mwhr,
-        "current_mw": s.current_mw,
-        "setpoint_mw": s.setpoint_mw,
-        "max_mw": s.max_mw,
-        "min_mw": s.min_mw,
-        "status": s.status.label,
-        "alarms": list(s.alarm_names),
-    }
+_TAGS = [
+    {"name": "fleet", "description": "Sites and assets as configured in assets.yaml."},
+    {"name": "telemetry", "description": "Latest snapshot and history per asset."},
+    {"name": "dispatch", "description": "Setpoints and their records (DESIGN §4)."},
+    {"name": "fault injection", "description": "Trip and reset assets for HIL tests."},
+    {"name": "simulation", "description": "Simulated clock; manual stepping for tests."},
+    {"name": "operations", "description": "Health and Prometheus metrics."},
+]
 
 
 def create_app(sup: Supervisor) -> FastAPI:
-    app = FastAPI(title="bess-sim", version="0.1.0")
+    app = FastAPI(
+        title="bess-sim",
+        version="0.1.0",
+        summary="BESS fleet simulator: REST supervisor",
+        description=_DESCRIPTION,
+        openapi_tags=_TAGS,
+    )
+    install_handlers(app, sup.settings.api_token)
+    app.include_router(routes_assets.build_router(sup))
+    app.include_router(routes_dispatch.build_router(sup))
+    app.include_router(routes_sim.build_router(sup))
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "tick": sup.fleet.tick_count, "db": sup.db_status}
+    hub = TelemetryHub(sup)
+    app.state.telemetry_hub = hub
 
-    @app.get("/assets")
-    async def assets() -> list[dict[str, Any]]:
-        return [
-            {
-                "id": a.id,
-                "site_id": a.site_id,
-                "name": a.name,
-                "location": a.location,
-                "capacity_mwhr": a.capacity_mwhr,
-                "max_mw": a.max_mw,
-                "min_mw": a.min_mw,
-                "ramp_rate_mw_per_min": a.ramp_rate_mw_per_min,
-                "efficiency": a.efficiency,
-                "modbus": {"port": a.modbus.port, "unit_id": a.modbus.unit_id},
-            }
-            for a in sup.fleet.specs
-        ]
+    @app.websocket("/ws/telemetry")
+    async def ws_telemetry(websocket: WebSocket) -> None:
+        await hub.serve(websocket)
 
-    @app.get("/telemetry/{asset_id}")
-    async def telemetry(asset_id: UUID) -> dict[str, Any]:
-        try:
-            return _snapshot_json(sup.fleet.snapshot(str(asset_id)))
-        except UnknownAssetError:
-            raise HTTPException(404, f"unknown asset {asset_id}") from None
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
-    @app.post("/dispatch", status_code=201)
-    async def dispatch(body: DispatchIn) -> Any:
-        req = DispatchRequest(
-            str(body.asset_id), body.mw, body.duration_s, body.mode, DispatchSource.REST
-        )
-        try:
-            rec = sup.fleet.dispatch(req)
-        except UnknownAssetError:
-            raise HTTPException(404, f"unknown asset {body.asset_id}") from None
-        out = {
-            "id": rec.id,
-            "asset_id": rec.asset_id,
-            "mw": rec.mw if math.isfinite(rec.mw) else None,
-            "duration_s": rec.duration_s,
-            "status": rec.status.value,
-            "reason": rec.reason,
-        }
-        if rec.reason:
-            return JSONResponse({"detail": rec.reason, "dispatch": out}, status_code=422)
-        return out
-
-    @app.post("/sim/step")
-    async def step(body: StepIn) -> dict[str, Any]:
-        if sup.clock.kind != "manual":
-            raise HTTPException(409, "the clock is real-time; start with --clock manual to step")
-        ticks = await sup.step(body.seconds)
-        return {"ticks": ticks, "sim_time_s": sup.fleet.sim_time_s}
-
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

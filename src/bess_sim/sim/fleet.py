@@ -259,6 +259,18 @@ class Fleet:
             self._log[rec.id] = rec
         self._trim_log()
 
+    def resume_at(self, start_time: datetime) -> None:
+        """Move the simulated start time before the first tick (the storage layer resumes a
+        persisted run after its last telemetry timestamp, so ``(asset_id, ts)`` never repeats)."""
+        if self.tick_count or self.sim_time_s:
+            raise RuntimeError("resume_at is only allowed before the first tick")
+        if start_time.tzinfo is None:
+            raise ValueError("start_time must be timezone-aware (UTC)")
+        self.start_time = start_time.astimezone(UTC)
+        now = self.now
+        for cell in self._assets.values():
+            cell.snapshot = self._snapshot(cell, now)
+
     # ----------------------------------------------------------------- time
     def advance(self, dt_s: float) -> list[Snapshot]:
         """Advance simulated time by ``dt_s`` seconds; return every asset's new snapshot."""
@@ -289,8 +301,11 @@ class Fleet:
             if deadline is not None and deadline < stop:
                 stop = max(deadline, t)
             if stop > t:
-                target = physics.target_mw(spec, cell.phys.soc_mwhr, cell.setpoint_mw, cell.tripped)
-                cell.phys = physics.step(spec, cell.phys, target, stop - t).state
+                phys = cell.phys
+                target = physics.target_mw(
+                    spec, phys.soc_mwhr, cell.setpoint_mw, cell.tripped, phys.current_mw
+                )
+                cell.phys = physics.step(spec, phys, target, stop - t).state
                 t = stop
             if end_s is not None and end_s <= t + _EVENT_EPS_S:
                 self._end_active(cell, DispatchStatus.COMPLETED, at_s=end_s)

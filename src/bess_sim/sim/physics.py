@@ -31,15 +31,27 @@ class StepResult:
     charged_mwhr: float
 
 
-def target_mw(spec: AssetSpec, soc_mwhr: float, setpoint_mw: float, tripped: bool) -> float:
+def target_mw(
+    spec: AssetSpec,
+    soc_mwhr: float,
+    setpoint_mw: float,
+    tripped: bool,
+    current_mw: float = 0.0,
+) -> float:
     """DESIGN §3.1: setpoint clamped to limits, no further discharge at soc_min nor charge at
-    soc_max, 0 while tripped."""
+    soc_max, 0 while tripped.
+
+    At a bound the block applies only while the asset is not already moving away from it
+    (charging at soc_min, discharging at soc_max): then SOC leaves the bound at once and the
+    block would last zero time. This is the continuous-time reading of §3.1 and keeps one long
+    tick equal to many short ones.
+    """
     if tripped or not math.isfinite(setpoint_mw):
         return 0.0
     target = min(max(setpoint_mw, spec.min_mw), spec.max_mw)
-    if target > 0.0 and soc_mwhr <= spec.soc_min_mwhr + SOC_EPS_MWH:
+    if target > 0.0 and current_mw >= 0.0 and soc_mwhr <= spec.soc_min_mwhr + SOC_EPS_MWH:
         return 0.0
-    if target < 0.0 and soc_mwhr >= spec.soc_max_mwhr - SOC_EPS_MWH:
+    if target < 0.0 and current_mw <= 0.0 and soc_mwhr >= spec.soc_max_mwhr - SOC_EPS_MWH:
         return 0.0
     return target
 
@@ -70,8 +82,27 @@ def _segments(p0: float, target: float, ramp_mw_per_s: float, dt_s: float) -> li
     return pieces
 
 
+def _time_to_energy(duration_s: float, pa: float, pb: float, energy_mwhr: float) -> float:
+    """Seconds into a one-signed linear piece (|power| pa → pb, both >= 0) at which the
+    delivered energy reaches ``energy_mwhr``: the root of pa·t + (pb−pa)/(2d)·t² = 3600·E,
+    in the cancellation-free form 2c / (pa + sqrt(pa² + 4kc))."""
+    c = energy_mwhr * _S_PER_H
+    if c <= 0.0:
+        return 0.0
+    k = (pb - pa) / (2.0 * duration_s)
+    denom = pa + math.sqrt(max(pa * pa + 4.0 * k * c, 0.0))
+    if denom <= 0.0:
+        return duration_s
+    return min(max(2.0 * c / denom, 0.0), duration_s)
+
+
 def step(spec: AssetSpec, state: PhysicalState, target: float, dt_s: float) -> StepResult:
-    """Advance one asset by ``dt_s`` simulated seconds toward ``target`` MW (DESIGN §3.2–3.4)."""
+    """Advance one asset by ``dt_s`` simulated seconds toward ``target`` MW (DESIGN §3.2–3.4).
+
+    When SOC reaches a bound inside the tick, SOC stops there and MW drops to 0 at that
+    instant; the rest of the tick continues from 0 MW toward the target as §3.1 re-evaluates
+    it at the bound (0 if it pushes further into the bound, unchanged if it leads away).
+    """
     soc = state.soc_mwhr
     eff = spec.efficiency
     soc_min = spec.soc_min_mwhr
@@ -81,29 +112,45 @@ def step(spec: AssetSpec, state: PhysicalState, target: float, dt_s: float) -> S
     p_last = state.current_mw
     if dt_s <= 0.0:
         return StepResult(state, Alarm(0), 0.0, 0.0)
+    elapsed = 0.0
     for duration, pa, pb in _segments(state.current_mw, target, spec.ramp_mw_per_s, dt_s):
         if duration <= 0.0:
             continue
         energy = (pa + pb) * 0.5 * duration / _S_PER_H  # MWh at the terminals, signed
+        hit = Alarm(0)
         if energy > 0.0:
             # Discharge: SOC loses E / efficiency (one-way efficiency, DESIGN §3.3).
             room = max(soc - soc_min, 0.0) * eff  # terminal energy available before soc_min
             if energy > room:
-                # SOC reaches soc_min inside this piece: it stops there and MW drops to 0
-                # for the rest of the tick (DESIGN §3.4); the end state does not depend on
-                # the exact instant, so it is not computed.
+                hit, bound, delivered = Alarm.SOC_LOW, soc_min, room
                 discharged += room
-                return StepResult(PhysicalState(soc_min, 0.0), Alarm.SOC_LOW, discharged, charged)
-            soc -= energy / eff
-            discharged += energy
+            else:
+                soc -= energy / eff
+                discharged += energy
         elif energy < 0.0:
             # Charge: SOC gains |E| × efficiency.
             room = max(soc_max - soc, 0.0) / eff  # terminal energy accepted before soc_max
             if -energy > room:
+                hit, bound, delivered = Alarm.SOC_HIGH, soc_max, room
                 charged += room
-                return StepResult(PhysicalState(soc_max, 0.0), Alarm.SOC_HIGH, discharged, charged)
-            soc -= energy * eff
-            charged -= energy
+            else:
+                soc -= energy * eff
+                charged -= energy
+        if hit:
+            at_s = elapsed + _time_to_energy(duration, abs(pa), abs(pb), delivered)
+            rest = step(
+                spec,
+                PhysicalState(bound, 0.0),
+                target_mw(spec, bound, target, tripped=False),
+                dt_s - at_s,
+            )
+            return StepResult(
+                rest.state,
+                hit | rest.hit_bound,
+                discharged + rest.discharged_mwhr,
+                charged + rest.charged_mwhr,
+            )
+        elapsed += duration
         p_last = pb
     soc = min(max(soc, soc_min), soc_max)
     return StepResult(PhysicalState(soc, p_last), Alarm(0), discharged, charged)

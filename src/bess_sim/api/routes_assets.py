@@ -1,0 +1,182 @@
+"""Sites, assets, telemetry (latest and history) and fault injection."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+
+from ..sim import AssetSpec, HistoryQuery, UnknownAssetError
+from .auth import require_token
+from .errors import R401, R404_ASSET, R422, validation_error
+from .ports import Supervisor
+from .schemas import AssetOut, SiteOut, TelemetryOut
+
+AssetId = Annotated[UUID, Path(description="Asset UUID (from GET /assets).")]
+
+#: Largest history bucket: one year (a bigger one is certainly a typo).
+MAX_BUCKET_S = 366 * 86_400.0
+_BUCKET_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$", re.IGNORECASE)
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86_400.0}
+
+
+def parse_bucket(text: str) -> float:
+    """``"15s"``, ``"1m"``, ``"1h"``, ``"1d"``, ``"500ms"`` or plain seconds → seconds."""
+    m = _BUCKET_RE.match(text)
+    if m is None:
+        raise ValueError(f"bucket must look like 15s, 1m, 1h or 1d, got {text[:40]!r}")
+    seconds = float(m.group(1)) * _UNIT_S[(m.group(2) or "s").lower()]
+    if not 0.0 < seconds <= MAX_BUCKET_S:
+        raise ValueError(f"bucket must be > 0 and at most 366 days, got {text!r}")
+    return seconds
+
+
+def as_utc(ts: datetime | None, name: str) -> datetime | None:
+    """Aware UTC datetime; a naive one is taken as UTC (documented on the route)."""
+    if ts is None:
+        return None
+    try:
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise validation_error(("query", name), "timestamp out of range") from None
+
+
+def asset_spec(sup: Supervisor, asset_id: UUID) -> AssetSpec:
+    try:
+        return sup.fleet.spec(str(asset_id))
+    except UnknownAssetError:
+        raise HTTPException(404, f"unknown asset {asset_id}") from None
+
+
+def build_router(sup: Supervisor) -> APIRouter:
+    router = APIRouter()
+    auth = [Depends(require_token(sup.settings.api_token))]
+
+    @router.get(
+        "/sites",
+        response_model=list[SiteOut],
+        summary="List sites",
+        tags=["fleet"],
+        description="The sites of assets.yaml, in file order.",
+    )
+    async def list_sites() -> list[SiteOut]:
+        return [SiteOut.of(s) for s in sup.fleet.sites]
+
+    @router.get(
+        "/assets",
+        response_model=list[AssetOut],
+        summary="List assets",
+        tags=["fleet"],
+        description="Every asset with its assets.yaml parameters and its Modbus address "
+        "`{port, unit_id}` (the configured port).",
+    )
+    async def list_assets() -> list[AssetOut]:
+        return [AssetOut.of(a) for a in sup.fleet.specs]
+
+    @router.get(
+        "/assets/{asset_id}",
+        response_model=AssetOut,
+        summary="Get one asset",
+        tags=["fleet"],
+        responses={**R404_ASSET, **R422},
+    )
+    async def get_asset(asset_id: AssetId) -> AssetOut:
+        return AssetOut.of(asset_spec(sup, asset_id))
+
+    @router.post(
+        "/assets/{asset_id}/trip",
+        response_model=TelemetryOut,
+        summary="Trip the asset (fault injection)",
+        tags=["fault injection"],
+        description="Hardware-in-the-loop fault injection: the asset trips as a protection "
+        "relay would. Its target power becomes 0 (it ramps down), the dispatch in effect ends "
+        "with status `interrupted`, the `trip` alarm is set, status reads `fault` and new "
+        "dispatches are rejected until `POST /assets/{id}/reset` (or a Modbus `fault_reset` "
+        "write). Returns the telemetry right after the trip.",
+        responses={**R401, **R404_ASSET, **R422},
+        dependencies=auth,
+    )
+    async def trip(asset_id: AssetId) -> TelemetryOut:
+        spec = asset_spec(sup, asset_id)
+        sup.fleet.trip(spec.id)
+        return TelemetryOut.of(sup.fleet.snapshot(spec.id))
+
+    @router.post(
+        "/assets/{asset_id}/reset",
+        response_model=TelemetryOut,
+        summary="Reset a tripped asset",
+        tags=["fault injection"],
+        description="Clears the trip (and the `trip` alarm); the asset stays at setpoint 0 "
+        "until dispatched again. Resetting an asset that is not tripped is a no-op.",
+        responses={**R401, **R404_ASSET, **R422},
+        dependencies=auth,
+    )
+    async def reset(asset_id: AssetId) -> TelemetryOut:
+        spec = asset_spec(sup, asset_id)
+        sup.fleet.reset_fault(spec.id)
+        return TelemetryOut.of(sup.fleet.snapshot(spec.id))
+
+    @router.get(
+        "/telemetry/{asset_id}",
+        response_model=TelemetryOut,
+        summary="Latest telemetry of an asset",
+        tags=["telemetry"],
+        description="The snapshot of the last tick (from memory). Floats are rounded to 9 "
+        "decimal places; `timestamp` is simulated UTC time.",
+        responses={**R404_ASSET, **R422},
+    )
+    async def latest(asset_id: AssetId) -> TelemetryOut:
+        spec = asset_spec(sup, asset_id)
+        return TelemetryOut.of(sup.fleet.snapshot(spec.id))
+
+    @router.get(
+        "/telemetry/{asset_id}/history",
+        response_model=list[TelemetryOut],
+        summary="Telemetry history of an asset",
+        tags=["telemetry"],
+        description="Snapshots newest first, at most `limit`, with `start <= timestamp <= "
+        "end` (ISO 8601; a timestamp without offset is taken as UTC). From the database when "
+        "one is configured, else from the in-memory ring buffer (the last `history_size` "
+        "ticks per asset). With `bucket` (e.g. `15s`, `1m`, `1h`, `1d`) each row is the "
+        "average over one time bucket.",
+        responses={**R404_ASSET, **R422},
+    )
+    async def history(
+        asset_id: AssetId,
+        limit: Annotated[int, Query(ge=1, le=10_000, description="Rows, newest first.")] = 100,
+        start: Annotated[
+            datetime | None, Query(description="Oldest timestamp included (ISO 8601).")
+        ] = None,
+        end: Annotated[
+            datetime | None, Query(description="Newest timestamp included (ISO 8601).")
+        ] = None,
+        bucket: Annotated[
+            str | None,
+            Query(
+                max_length=32,
+                description="Average per time bucket: `<number><unit>`, unit ms|s|m|h|d "
+                "(plain number = seconds).",
+                examples=["1m"],
+            ),
+        ] = None,
+    ) -> list[TelemetryOut]:
+        spec = asset_spec(sup, asset_id)
+        start_utc = as_utc(start, "start")
+        end_utc = as_utc(end, "end")
+        if start_utc is not None and end_utc is not None and start_utc > end_utc:
+            raise validation_error(("query", "start"), "start must not be after end")
+        bucket_s: float | None = None
+        if bucket is not None and bucket != "":
+            try:
+                bucket_s = parse_bucket(bucket)
+            except ValueError as exc:
+                raise validation_error(("query", "bucket"), str(exc)) from None
+        rows = await sup.history(
+            HistoryQuery(spec.id, limit=limit, start=start_utc, end=end_utc, bucket_s=bucket_s)
+        )
+        return [TelemetryOut.of(s) for s in rows]
+
+    return router

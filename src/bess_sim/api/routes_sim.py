@@ -1,0 +1,123 @@
+"""Health, Prometheus metrics, the simulation clock and manual stepping."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import Response
+
+from .auth import require_token
+from .errors import R401, R422, validation_error
+from .ports import Supervisor
+from .schemas import ClockOut, ErrorOut, HealthOut, StepIn, StepOut, r9
+
+#: Prometheus text exposition format 0.0.4 — what every Prometheus server scrapes.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Most ticks one step may run (as ``runtime.MAX_STEP_TICKS``; the api must not import the
+#: runtime). A day of 0.1 s ticks is 864,000.
+MAX_STEP_TICKS = 1_000_000
+
+
+def build_router(sup: Supervisor) -> APIRouter:
+    router = APIRouter()
+    auth = [Depends(require_token(sup.settings.api_token))]
+
+    @router.get(
+        "/health",
+        response_model=HealthOut,
+        summary="Liveness and database state",
+        tags=["operations"],
+        description="Always 200 while the process serves HTTP. `db` is `disabled` without "
+        "DATABASE_URL, `down` while the database is unreachable (telemetry is buffered and "
+        "`status` reads `degraded`), else `ok`.",
+    )
+    async def health() -> HealthOut:
+        db = sup.db_status
+        fleet = sup.fleet
+        return HealthOut(
+            status="degraded" if db == "down" else "ok",
+            tick=fleet.tick_count,
+            sim_time_s=r9(fleet.sim_time_s),
+            now=fleet.now,
+            db=db,
+        )
+
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        tags=["operations"],
+        description="Prometheus text format 0.0.4: ticks, tick duration histogram, overruns, "
+        "simulated time, dispatches by source and status, Modbus requests by function and "
+        "exception code, database writer queue / written / dropped rows.",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {
+                    "text/plain": {
+                        "schema": {"type": "string"},
+                        "example": "# HELP bess_ticks_total Simulation ticks run\n"
+                        "# TYPE bess_ticks_total counter\nbess_ticks_total 300.0\n",
+                    }
+                },
+                "description": "Prometheus exposition text.",
+            }
+        },
+    )
+    async def metrics() -> Response:
+        return Response(sup.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    @router.get(
+        "/sim/clock",
+        response_model=ClockOut,
+        summary="Simulation clock",
+        tags=["simulation"],
+    )
+    async def clock() -> ClockOut:
+        c = sup.clock
+        fleet = sup.fleet
+        return ClockOut(
+            mode="manual" if c.kind == "manual" else "realtime",
+            tick_interval_s=c.tick_interval_s,
+            speed=c.speed,
+            sim_time_s=r9(fleet.sim_time_s),
+            now=fleet.now,
+            start_time=fleet.start_time,
+            tick=fleet.tick_count,
+            overruns=c.overruns,
+        )
+
+    @router.post(
+        "/sim/step",
+        response_model=StepOut,
+        summary="Advance the manual clock",
+        tags=["simulation"],
+        description="Only with `--clock manual`. Advances simulated time by `seconds` in ticks "
+        "of `tick_interval_s` (the last one shorter) and answers once they are done; telemetry, "
+        "Modbus registers, dispatch expiry and watchdogs all follow. Concurrent steps run one "
+        "after the other.",
+        dependencies=auth,
+        responses={
+            **R401,
+            409: {"model": ErrorOut, "description": "The clock is real-time."},
+            **R422,
+        },
+    )
+    async def step(body: StepIn) -> StepOut:
+        clock = sup.clock
+        if clock.kind != "manual":
+            raise HTTPException(409, "the clock is real-time; start with --clock manual to step")
+        ticks_needed = math.ceil(body.seconds / clock.tick_interval_s - 1e-9)
+        if ticks_needed > MAX_STEP_TICKS:
+            raise validation_error(
+                ("body", "seconds"),
+                f"{body.seconds:g} s is {ticks_needed} ticks of {clock.tick_interval_s:g} s; "
+                f"at most {MAX_STEP_TICKS} per step",
+            )
+        ticks = await sup.step(body.seconds)
+        fleet = sup.fleet
+        return StepOut(
+            ticks=ticks, tick=fleet.tick_count, sim_time_s=r9(fleet.sim_time_s), now=fleet.now
+        )
+
+    return router

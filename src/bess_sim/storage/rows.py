@@ -1,0 +1,101 @@
+"""Conversions between domain objects and database rows (plain tuples/dicts, no asyncpg)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ..sim import (
+    Alarm,
+    AssetSpec,
+    DispatchRecord,
+    DispatchSource,
+    DispatchStatus,
+    Site,
+    Snapshot,
+    Status,
+)
+from ..sim.model import ALARM_NAMES
+
+_ALARM_BY_NAME = {name: bit for bit, name in ALARM_NAMES.items()}
+_STATUS_BY_LABEL = {s.label: s for s in Status}
+
+
+def site_row(site: Site) -> tuple[Any, ...]:
+    return (site.id, site.name, site.location)
+
+
+def asset_row(a: AssetSpec) -> tuple[Any, ...]:
+    return (
+        a.id, a.site_id, a.name, a.location, a.capacity_mwhr, a.max_mw, a.min_mw,
+        a.ramp_rate_mw_per_min, a.efficiency, a.initial_soc_pct, a.soc_min_pct, a.soc_max_pct,
+        a.watchdog_timeout_s, a.modbus.port, a.modbus.unit_id,
+    )  # fmt: skip
+
+
+def telemetry_row(s: Snapshot) -> tuple[Any, ...]:
+    """Row in schema.TELEMETRY_COLUMNS order."""
+    return (
+        s.asset_id, s.timestamp, s.soc_mwhr, s.soc_pct, s.current_mw, s.setpoint_mw,
+        s.status.label, list(s.alarm_names),
+    )  # fmt: skip
+
+
+def dispatch_row(r: DispatchRecord) -> tuple[Any, ...]:
+    """Row in schema.DISPATCH_COLUMNS order."""
+    return (
+        r.id, r.asset_id, r.mw, r.duration_s, r.status.value, r.reason, r.source.value,
+        r.client, r.submitted_at, r.ended_at,
+    )  # fmt: skip
+
+
+def parse_alarms(names: Any) -> Alarm:
+    alarms = Alarm(0)
+    for name in names or ():
+        alarms |= _ALARM_BY_NAME.get(str(name), Alarm(0))
+    return alarms
+
+
+def parse_status(label: Any) -> Status:
+    return _STATUS_BY_LABEL.get(str(label), Status.IDLE)
+
+
+def dispatch_record(row: Mapping[str, Any]) -> DispatchRecord:
+    duration = row["duration_s"]
+    return DispatchRecord(
+        id=str(row["id"]),
+        asset_id=str(row["asset_id"]),
+        mw=float(row["mw"]),
+        duration_s=None if duration is None else float(duration),
+        status=DispatchStatus(row["status"]),
+        reason=row["reason"],
+        source=DispatchSource(row["source"]),
+        client=row["client"],
+        submitted_at=row["submitted_at"],
+        ended_at=row["ended_at"],
+    )
+
+
+def snapshot_from_row(
+    spec: AssetSpec, fleet_start: datetime, row: Mapping[str, Any], ts: datetime
+) -> Snapshot:
+    """A history row as a Snapshot: fixed fields from the asset spec, ``sim_time_s`` relative
+    to the current run's start (negative for rows of an earlier run); heartbeat is not
+    persisted (0)."""
+    return Snapshot(
+        asset_id=spec.id,
+        site_id=spec.site_id,
+        timestamp=ts,
+        sim_time_s=(ts - fleet_start).total_seconds(),
+        soc_mwhr=float(row["soc_mwhr"]),
+        soc_pct=float(row["soc_pct"]),
+        capacity_mwhr=spec.capacity_mwhr,
+        current_mw=float(row["current_mw"]),
+        setpoint_mw=float(row["setpoint_mw"]),
+        max_mw=spec.max_mw,
+        min_mw=spec.min_mw,
+        status=parse_status(row["status"]),
+        alarms=parse_alarms(row["alarms"]),
+        heartbeat=0,
+    )

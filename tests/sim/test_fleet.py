@@ -1,0 +1,210 @@
+"""Dispatch rules (DESIGN §4), lifecycle in simulated time, watchdog, trip, history."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bess_sim.sim import (
+    Alarm,
+    AssetSpec,
+    DispatchRequest,
+    DispatchSource,
+    DispatchStatus,
+    Fleet,
+    FleetConfig,
+    HistoryBuffer,
+    HistoryQuery,
+    ModbusAddress,
+    Site,
+    Status,
+    UnknownAssetError,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SPEC = AssetSpec(
+    id="a1", site_id="s1", name="BESS-A", location="", capacity_mwhr=100.0, max_mw=50.0,
+    min_mw=-40.0, ramp_rate_mw_per_min=10.0, efficiency=0.95, modbus=ModbusAddress(5020, 1),
+    soc_min_pct=10.0, soc_max_pct=90.0, watchdog_timeout_s=20.0,
+)  # fmt: skip
+
+
+def make_fleet(spec: AssetSpec = SPEC) -> Fleet:
+    return Fleet(FleetConfig((Site("s1", "S", ""),), (spec,), "test"), T0)
+
+
+def req(mw: float, **kw: object) -> DispatchRequest:
+    return DispatchRequest("a1", mw, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("mw", "kw", "needle"),
+    [
+        (math.nan, {}, "finite"),
+        (math.inf, {}, "finite"),
+        (50.5, {}, "outside [-40, 50]"),
+        (-40.5, {}, "outside [-40, 50]"),
+        (10.0, {"mode": "charge"}, "mode 'charge' needs mw <= 0"),
+        (-10.0, {"mode": "discharge"}, "mode 'discharge' needs mw >= 0"),
+        (10.0, {"mode": "sideways"}, "mode must be"),
+        (10.0, {"duration_s": 0.0}, "duration_s must be a positive"),
+        (10.0, {"duration_s": math.nan}, "duration_s must be a positive"),
+        # 50 MWh at 50 % with soc_min 10 %: 40 MWh above soc_min, 40×0.95 at the terminals.
+        (40.0, {"duration_s": 3600.0}, "needs 42.1053 MWh above soc_min, only 40.0000"),
+        # 40 MWh below soc_max; charging 40 MW × 1.1 h × 0.95 = 41.8 MWh.
+        (-40.0, {"duration_s": 3960.0}, "needs 41.8000 MWh below soc_max, only 40.0000"),
+    ],
+)
+def test_rejections_are_recorded_with_reason(mw: float, kw: dict[str, object], needle: str) -> None:
+    fleet = make_fleet()
+    rec = fleet.dispatch(req(mw, **kw))
+    assert rec.status is DispatchStatus.REJECTED
+    assert rec.reason is not None and needle in rec.reason
+    assert fleet.dispatch_record(rec.id) == rec
+    assert fleet.snapshot("a1").setpoint_mw == 0.0  # nothing changed
+    assert fleet.active_dispatch("a1") is None
+
+
+def test_energy_check_accepts_exactly_enough() -> None:
+    fleet = make_fleet()
+    # 40 MWh above soc_min × 0.95 = 38 MWh deliverable: 38 MW for one hour fits exactly.
+    assert fleet.dispatch(req(38.0, duration_s=3600.0)).status is DispatchStatus.ACCEPTED
+    assert fleet.dispatch(req(-10.0, mode="charge")).status is DispatchStatus.ACCEPTED
+
+
+def test_unknown_asset_raises_and_records_nothing() -> None:
+    fleet = make_fleet()
+    with pytest.raises(UnknownAssetError):
+        fleet.dispatch(DispatchRequest("nope", 1.0))
+    assert fleet.dispatches() == []
+
+
+def test_tripped_asset_rejects_and_trip_interrupts() -> None:
+    fleet = make_fleet()
+    first = fleet.dispatch(req(20.0))
+    fleet.advance(60)
+    fleet.trip("a1")
+    assert fleet.dispatch_record(first.id).status is DispatchStatus.INTERRUPTED  # type: ignore[union-attr]
+    snap = fleet.snapshot("a1")
+    assert snap.status is Status.FAULT and snap.alarms & Alarm.TRIP and snap.setpoint_mw == 0
+    rejected = fleet.dispatch(req(5.0))
+    assert rejected.status is DispatchStatus.REJECTED and "tripped" in (rejected.reason or "")
+    fleet.advance(120)  # ramps down to 0 (target 0 while tripped)
+    assert fleet.snapshot("a1").current_mw == 0.0
+    fleet.reset_fault("a1")
+    assert fleet.snapshot("a1").status is Status.IDLE
+    assert fleet.dispatch(req(5.0)).status is DispatchStatus.ACCEPTED
+
+
+def test_supersede() -> None:
+    fleet = make_fleet()
+    a = fleet.dispatch(req(10.0))
+    fleet.advance(5)
+    b = fleet.dispatch(req(-10.0, duration_s=60))
+    old = fleet.dispatch_record(a.id)
+    assert old is not None and old.status is DispatchStatus.SUPERSEDED
+    assert old.ended_at == T0 + timedelta(seconds=5)
+    assert fleet.active_dispatch("a1") == b
+    assert [r.id for r in fleet.dispatches()] == [b.id, a.id]  # newest first
+    assert fleet.dispatches(status=DispatchStatus.SUPERSEDED) == [old]
+
+
+def test_duration_completes_at_exact_simulated_instant_mid_tick() -> None:
+    fleet = make_fleet()
+    rec = fleet.dispatch(req(20.0, duration_s=30.0))
+    snap = fleet.advance(60.0)[0]
+    done = fleet.dispatch_record(rec.id)
+    assert done is not None and done.status is DispatchStatus.COMPLETED
+    assert done.ended_at == T0 + timedelta(seconds=30)
+    assert snap.setpoint_mw == 0.0
+    # 30 s ramp up to 5 MW, then back down toward 0 for 30 s: back to 0 MW at 60 s.
+    assert snap.current_mw == 0.0
+    energy = 2 * (0.5 * 5 * 30) / 3600
+    assert snap.soc_mwhr == pytest.approx(50.0 - energy / 0.95, abs=1e-12)
+
+
+def test_one_tick_equals_many_with_lifecycle_events() -> None:
+    a, b = make_fleet(), make_fleet()
+    for f in (a, b):
+        f.dispatch(req(20.0, duration_s=45.5))
+    a.advance(120.0)
+    for _ in range(120):
+        b.advance(1.0)
+    sa, sb = a.snapshot("a1"), b.snapshot("a1")
+    assert sa.soc_mwhr == pytest.approx(sb.soc_mwhr, abs=1e-9)
+    assert sa.current_mw == pytest.approx(sb.current_mw, abs=1e-9)
+    assert sa.timestamp == sb.timestamp == T0 + timedelta(seconds=120)
+
+
+def test_watchdog_reverts_modbus_setpoint_and_recovers() -> None:
+    fleet = make_fleet()
+    rec = fleet.dispatch(req(10.0, source=DispatchSource.MODBUS, client="127.0.0.1:5555"))
+    for i in range(1, 4):  # heartbeat changes every 10 s keep it alive
+        fleet.advance(10)
+        fleet.heartbeat("a1", i)
+    assert fleet.active_dispatch("a1") == rec
+    fleet.advance(25)  # last change at 30 s; 20 s timeout expires at 50 s
+    ended = fleet.dispatch_record(rec.id)
+    assert ended is not None and ended.status is DispatchStatus.REVERTED
+    assert ended.ended_at == T0 + timedelta(seconds=50)
+    snap = fleet.snapshot("a1")
+    assert snap.setpoint_mw == 0.0 and snap.alarms & Alarm.WATCHDOG
+    fleet.heartbeat("a1", 99)
+    again = fleet.dispatch(req(5.0, source=DispatchSource.MODBUS))
+    assert again.status is DispatchStatus.ACCEPTED
+    assert not fleet.advance(1)[0].alarms & Alarm.WATCHDOG
+
+
+def test_watchdog_ignores_rest_and_zero_timeout() -> None:
+    fleet = make_fleet()
+    rest = fleet.dispatch(req(10.0))
+    fleet.advance(100)
+    assert fleet.active_dispatch("a1") == rest
+    fleet.set_watchdog_timeout("a1", 0)
+    mb = fleet.dispatch(req(10.0, source=DispatchSource.MODBUS))
+    fleet.advance(100)
+    assert fleet.active_dispatch("a1") == mb
+
+
+def test_soc_alarms_and_status() -> None:
+    spec = AssetSpec(
+        id="a1", site_id="s1", name="small", location="", capacity_mwhr=1.0, max_mw=10.0,
+        min_mw=-10.0, ramp_rate_mw_per_min=600.0, efficiency=1.0, modbus=ModbusAddress(1, 1),
+    )  # fmt: skip
+    fleet = make_fleet(spec)
+    fleet.dispatch(req(10.0))
+    assert fleet.advance(1)[0].status is Status.DISCHARGING
+    snap = fleet.advance(600)[0]
+    assert snap.soc_mwhr == 0.0 and snap.current_mw == 0.0
+    assert snap.alarm_names == ("soc_low",) and snap.status is Status.IDLE
+    fleet.dispatch(req(-10.0))
+    snap = fleet.advance(1)[0]
+    assert snap.status is Status.CHARGING and snap.alarms == Alarm(0)
+
+
+def test_history_buffer_bounded_newest_first_and_ranges() -> None:
+    fleet = make_fleet()
+    hist = HistoryBuffer(["a1"], size=5)
+    for _ in range(8):
+        hist.publish(fleet.advance(1))
+    rows = hist.query(HistoryQuery("a1", limit=100))
+    assert [r.sim_time_s for r in rows] == [8, 7, 6, 5, 4]
+    ranged = hist.query(
+        HistoryQuery("a1", start=T0 + timedelta(seconds=5), end=T0 + timedelta(seconds=7))
+    )
+    assert [r.sim_time_s for r in ranged] == [7, 6, 5]
+    assert [r.sim_time_s for r in hist.query(HistoryQuery("a1", limit=2))] == [8, 7]
+
+
+def test_importing_sim_loads_no_io_libraries() -> None:
+    code = (
+        "import sys, bess_sim.sim, bess_sim.sim.fleet, bess_sim.sim.physics;"
+        "bad = [m for m in ('pymodbus', 'fastapi', 'asyncpg', 'asyncio', 'uvicorn', 'starlette')"
+        " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
