@@ -38,7 +38,18 @@ def test_points_csv_lists_every_point_of_every_asset(capsys: pytest.CaptureFixtu
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 4 * 19
     first = rows[0]
-    for col in ("asset", "port", "unit_id", "table", "address", "name", "type", "scale", "unit", "access"):
+    for col in (
+        "asset",
+        "port",
+        "unit_id",
+        "table",
+        "address",
+        "name",
+        "type",
+        "scale",
+        "unit",
+        "access",
+    ):
         assert col in first
     soc = next(r for r in rows if r["asset"] == "HARB-BESS-2" and r["name"] == "soc_pct")
     assert (soc["port"], soc["unit_id"], soc["table"], soc["address"], soc["type"]) == (
@@ -115,6 +126,8 @@ def test_http_port_in_use_exits_2_naming_it(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        res = bess("run", "--http-port", str(port), "--assets", str(_assets_on_free_ports(tmp_path)))
+        res = bess(
+            "run", "--http-port", str(port), "--assets", str(_assets_on_free_ports(tmp_path))
+        )
     assert res.returncode == 2
     assert f"127.0.0.1:{port}" in res.stderr and "Traceback" not in res.stderr

@@ -51,7 +51,12 @@ def port_clash(d: dict[str, Any]) -> None:
 
 CASES: list[tuple[str, Mutator, str, str]] = [
     # id, mutation, entry named, field named
-    ("unknown_site", setf(0, "site_id", "99999999-9999-4999-8999-999999999999"), "BESS-1", "site_id"),
+    (
+        "unknown_site",
+        setf(0, "site_id", "99999999-9999-4999-8999-999999999999"),
+        "BESS-1",
+        "site_id",
+    ),
     ("duplicate_asset_id", dup_asset_id, "BESS-2", "id"),
     ("duplicate_site_id", dup_site_id, "Site B", "id"),
     ("asset_id_not_uuid", setf(0, "id", "battery-1"), "BESS-1", "id"),
@@ -69,14 +74,21 @@ CASES: list[tuple[str, Mutator, str, str]] = [
     ("initial_soc_outside", setf(1, "initial_soc_pct", 95), "BESS-2", "initial_soc_pct"),
     ("watchdog_negative", setf(1, "watchdog_timeout_s", -1), "BESS-2", "watchdog_timeout_s"),
     ("port_unit_clash", port_clash, "BESS-2", "modbus"),
-    ("port_out_of_range", setf(0, "modbus", {"port": 70000, "unit_id": 1}), "BESS-1", "modbus.port"),
+    (
+        "port_out_of_range",
+        setf(0, "modbus", {"port": 70000, "unit_id": 1}),
+        "BESS-1",
+        "modbus.port",
+    ),
     ("unit_id_zero", setf(0, "modbus", {"port": 5020, "unit_id": 0}), "BESS-1", "modbus.unit_id"),
     ("unknown_field", setf(0, "max_mwh", 3), "BESS-1", "max_mwh"),
     ("name_empty", setf(2, "name", ""), "asset", "name"),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "entry", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("mutate", "entry", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_invalid_assets_exit_2_naming_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate: Mutator, entry: str, field: str
 ) -> None:
@@ -107,7 +119,9 @@ def test_top_level_not_mapping(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "top level must be a mapping" in capsys.readouterr().err
 
 
-def test_missing_file_gives_deterministic_default(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_file_gives_deterministic_default(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     a = load_assets(tmp_path / "nope.yaml")
     assert a == default_fleet() == load_assets(tmp_path / "other.yaml")
     assert len(a.sites) >= 2 and len(a.assets) >= 4

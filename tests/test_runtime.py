@@ -37,7 +37,9 @@ async def test_step_last_tick_shorter(runtime: Runtime) -> None:
     assert runtime.fleet.sim_time_s == 2.5
 
 
-async def test_two_simulators_in_one_process(make_settings: Callable[..., Settings], tmp_path: object) -> None:
+async def test_two_simulators_in_one_process(
+    make_settings: Callable[..., Settings], tmp_path: object
+) -> None:
     s1 = make_settings(modbus_enabled=False)
     s2 = make_settings(modbus_enabled=False)
     fleet, regmap = load_assets(s1.assets), load_register_map(s1.register_map)
@@ -56,7 +58,9 @@ def test_manual_clock_chunks() -> None:
     assert ManualClock(4.0).chunks(10.0) == [4.0, 4.0, 2.0]
 
 
-async def test_realtime_clock_speed_and_step_refused(make_settings: Callable[..., Settings]) -> None:
+async def test_realtime_clock_speed_and_step_refused(
+    make_settings: Callable[..., Settings],
+) -> None:
     s = make_settings(clock="realtime", tick_interval_s=0.05, speed=10.0, modbus_enabled=False)
     async with Runtime(s, load_assets(s.assets), load_register_map(s.register_map)) as rt:
         assert isinstance(rt.clock, RealTimeClock) and rt.clock.dt_s == pytest.approx(0.5)
@@ -67,7 +71,9 @@ async def test_realtime_clock_speed_and_step_refused(make_settings: Callable[...
         # every tick advances tick_interval × speed simulated seconds
         assert rt.fleet.sim_time_s == pytest.approx(rt.fleet.tick_count * 0.5)
         snap = rt.fleet.snapshot(ASSET_3)
-        assert (snap.timestamp - rt.fleet.start_time).total_seconds() == pytest.approx(snap.sim_time_s)
+        assert (snap.timestamp - rt.fleet.start_time).total_seconds() == pytest.approx(
+            snap.sim_time_s
+        )
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.http_port}") as c:
             r = await c.post("/sim/step", json={"seconds": 1})
         assert r.status_code == 409

@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def files(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--assets", type=Path, help="assets.yaml (env BESS_ASSETS)")
-        sp.add_argument("--register-map", type=Path, help="register_map.yaml (env BESS_REGISTER_MAP)")
+        sp.add_argument(
+            "--register-map", type=Path, help="register_map.yaml (env BESS_REGISTER_MAP)"
+        )
 
     run = sub.add_parser("run", help="start the simulator")
     files(run)
@@ -48,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--start-time", help="simulated UTC start, ISO 8601 (default: now)")
     run.add_argument("--database-url", help="PostgreSQL URL (env DATABASE_URL)")
     run.add_argument("--reset-db", action="store_true", default=None,
-                     help="truncate assets/telemetry/dispatches first (env RESET_DB=1)")  # fmt: skip
+                     help="truncate tables first (env RESET_DB=1)")  # fmt: skip
     run.add_argument("--history-size", type=int, help="in-memory snapshots kept per asset")
     run.add_argument("--log-level", help="debug|info|warning|error (env LOG_LEVEL)")
 
@@ -74,7 +76,9 @@ def load_config(settings: Settings) -> tuple[FleetConfig, RegisterMap]:
         log.warning("assets: %s not found; using the built-in default fleet", settings.assets)
     regmap = load_register_map(settings.register_map)
     if not settings.register_map.exists():
-        log.warning("register map: %s not found; using the built-in default map", settings.register_map)
+        log.warning(
+            "register map: %s not found; using the built-in default map", settings.register_map
+        )
     return fleet, regmap
 
 
@@ -128,7 +132,10 @@ def _summary(fleet: FleetConfig, regmap: RegisterMap) -> None:
             f"ramp {a.ramp_rate_mw_per_min:g} MW/min  eff {a.efficiency:g}  "
             f"modbus port {a.modbus.port} unit {a.modbus.unit_id}"
         )
-    print(f"register map: {regmap.source}: {len(regmap.points)} points, word order {regmap.word_order}")
+    print(
+        f"register map: {regmap.source}: {len(regmap.points)} points, "
+        f"word order {regmap.word_order}"
+    )
     print("OK")
 
 

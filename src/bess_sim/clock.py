@@ -29,7 +29,7 @@ class RealTimeClock:
 
     async def run(
         self,
-        tick: Callable[[float], None],
+        tick: Callable[[float], object],
         on_overrun: Callable[[], None] | None = None,
     ) -> None:
         """Call ``tick`` forever at the configured pace (cancel to stop)."""

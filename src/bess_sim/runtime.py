@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import uvicorn
 
@@ -24,9 +25,13 @@ from .api.app import create_app
 from .clock import ManualClock, RealTimeClock
 from .metrics import Metrics
 from .modbus.points import RegisterMap
+from .modbus.server import ModbusBindError, ModbusService
 from .settings import Settings
 from .sim import DispatchRecord, Fleet, FleetConfig, HistoryBuffer, Snapshot
-from .sim.history import HistoryQuery
+from .sim.history import HistoryQuery, bucket_snapshots
+
+if TYPE_CHECKING:
+    from .storage import Storage
 
 log = logging.getLogger("bess_sim")
 
@@ -74,7 +79,9 @@ class Runtime:
         self.fleet = Fleet(fleet_config, start)
         self.metrics = Metrics()
         self.fleet.add_dispatch_listener(self._count_dispatch)
-        self.history_buffer = HistoryBuffer((a.id for a in fleet_config.assets), settings.history_size)
+        self.history_buffer = HistoryBuffer(
+            (a.id for a in fleet_config.assets), settings.history_size
+        )
         self.clock: RealTimeClock | ManualClock = (
             ManualClock(settings.tick_interval_s)
             if settings.clock == "manual"
@@ -82,12 +89,14 @@ class Runtime:
         )
         self._sinks: list[TelemetrySink] = [self.history_buffer]
         self._history_source: HistorySource | None = None
+        self.storage: Storage | None = None  # set when DATABASE_URL is configured
         self._db_status: Literal["ok", "down", "disabled"] = "disabled"
         self._step_lock = asyncio.Lock()
         self._stack = AsyncExitStack()
         self._tick_task: asyncio.Task[None] | None = None
         self.http_port: int | None = None
         self.modbus_ports: dict[int, int] = {}  # configured port → bound port
+        self.modbus: ModbusService | None = None
 
     # ------------------------------------------------------------ ticking
     def add_sink(self, sink: TelemetrySink) -> None:
@@ -135,7 +144,17 @@ class Runtime:
     async def history(self, query: HistoryQuery) -> list[Snapshot]:
         if self._history_source is not None:
             return await self._history_source.history(query)
-        return self.history_buffer.query(query)
+        return self.memory_history(query)
+
+    def memory_history(self, query: HistoryQuery) -> list[Snapshot]:
+        """History from the in-memory ring buffer (also the storage fallback while the
+        database is down); ``bucket_s`` averages with the same rules as the database."""
+        if query.bucket_s is None:
+            return self.history_buffer.query(query)
+        raw = self.history_buffer.query(
+            dataclasses.replace(query, limit=self.history_buffer.size, bucket_s=None)
+        )
+        return bucket_snapshots(raw, query.bucket_s, query.limit)
 
     @property
     def db_status(self) -> Literal["ok", "down", "disabled"]:
@@ -170,10 +189,19 @@ class Runtime:
             len(cfg.sites),
             cfg.source,
         )
-        log.info("register map: %d points from %s", len(self.register_map.points), self.register_map.source)
+        log.info(
+            "register map: %d points from %s",
+            len(self.register_map.points),
+            self.register_map.source,
+        )
         if s.database_url is None:
-            log.info("database: disabled (in memory; history ring buffer of %d per asset)", s.history_size)
+            log.info(
+                "database: disabled (in memory; history ring buffer of %d per asset)",
+                s.history_size,
+            )
         # --- storage wiring (persistence issue) goes here: restore before anything ticks.
+        if s.database_url is not None:
+            await self._start_storage(s.database_url)
         if s.modbus_enabled:
             await self._start_modbus()
         await self._start_http()
@@ -195,6 +223,26 @@ class Runtime:
                 self.fleet.start_time.isoformat(),
             )
 
+    async def _start_storage(self, url: str) -> None:
+        # Imported here so a run without DATABASE_URL never loads asyncpg.
+        from .storage import Storage, StorageConfig, describe_url
+
+        log.info("database: connecting to %s", describe_url(url))
+        storage = Storage(
+            StorageConfig(
+                url, reset=self.settings.reset_db, buffer_rows=self.settings.db_buffer_rows
+            ),
+            self.fleet,
+            self.metrics,
+            on_status=self.set_db_status,
+            fallback_history=self.memory_history,
+        )
+        await self._stack.enter_async_context(storage)
+        self._stack.callback(self.remove_sink, storage)
+        self.add_sink(storage)
+        self.set_history_source(storage)
+        self.storage = storage
+
     async def _stop_ticking(self) -> None:
         task = self._tick_task
         if task is not None:
@@ -203,8 +251,17 @@ class Runtime:
                 await task
 
     async def _start_modbus(self) -> None:
-        # --- Modbus wiring (Modbus issue) goes here.
-        return None
+        service = ModbusService(
+            self.fleet, self.register_map, self.settings.modbus_host, self.metrics
+        )
+        try:
+            await self._stack.enter_async_context(service)
+        except ModbusBindError as exc:
+            raise StartupError(str(exc)) from None
+        self._stack.callback(self.remove_sink, service)
+        self.add_sink(service)
+        self.modbus = service
+        self.modbus_ports = service.ports
 
     async def _start_http(self) -> None:
         s = self.settings
@@ -219,9 +276,7 @@ class Runtime:
             ws="websockets-sansio",
             timeout_graceful_shutdown=2,
         )
-        server = uvicorn.Server(config)
-        # uvicorn installs its own SIGINT/SIGTERM handlers in serve(); signals belong to run().
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = _EmbeddedServer(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="bess-http")
 
         async def stop() -> None:
@@ -238,7 +293,20 @@ class Runtime:
                 task.result()
                 raise StartupError(f"HTTP server on {s.http_host}:{self.http_port} did not start")
             await asyncio.sleep(0.01)
-        log.info("http: listening on http://%s:%d (dashboard /, API docs /docs)", s.http_host, self.http_port)
+        log.info(
+            "http: listening on http://%s:%d (dashboard /, API docs /docs)",
+            s.http_host,
+            self.http_port,
+        )
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own SIGINT/SIGTERM handling: signals belong to ``serve()`` below,
+    which stops every component in order (uvicorn would otherwise replace our handlers)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def bind_tcp(host: str, port: int, what: str) -> socket.socket:
@@ -251,7 +319,9 @@ def bind_tcp(host: str, port: int, what: str) -> socket.socket:
         sock.listen(1024)
     except OSError as exc:
         sock.close()
-        raise StartupError(f"{what} port {host}:{port} cannot be bound: {exc.strerror or exc}") from None
+        raise StartupError(
+            f"{what} port {host}:{port} cannot be bound: {exc.strerror or exc}"
+        ) from None
     sock.setblocking(False)
     return sock
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -153,7 +154,7 @@ def reference_soc_change(
         grid.add(abs(p0) / rate)
     times = sorted(grid)
     dsoc = lowest = highest = 0.0
-    for a, b in zip(times, times[1:], strict=False):
+    for a, b in itertools.pairwise(times):
         e = (power(a) + power(b)) / 2 * (b - a) / 3600
         dsoc += -e / spec.efficiency if e > 0 else -e * spec.efficiency
         lowest, highest = min(lowest, dsoc), max(highest, dsoc)
@@ -174,15 +175,16 @@ def test_invariants(case: tuple[AssetSpec, PhysicalState, float, float]) -> None
         # Curtailed at a bound: MW drops to 0 at that instant (the one exception to the ramp
         # limit), then may only ramp away from the bound.
         assert abs(res.state.current_mw) <= spec.ramp_mw_per_s * dt + eps
-        low = res.hit_bound & Alarm.SOC_LOW
-        # ... and only when the unbounded trajectory really crosses that bound
-        if low:
-            assert state.soc_mwhr + lowest < spec.soc_min_mwhr + eps
-        else:
-            assert state.soc_mwhr + highest > spec.soc_max_mwhr - eps
-        if (target >= 0) if low else (target <= 0):
-            assert res.state.current_mw == 0.0
-            assert res.state.soc_mwhr == (spec.soc_min_mwhr if low else spec.soc_max_mwhr)
+        if res.hit_bound in (Alarm.SOC_LOW, Alarm.SOC_HIGH):  # one bound (not both in turn)
+            low = res.hit_bound == Alarm.SOC_LOW
+            # ... only when the unbounded trajectory really crosses that bound
+            if low:
+                assert state.soc_mwhr + lowest < spec.soc_min_mwhr + eps
+            else:
+                assert state.soc_mwhr + highest > spec.soc_max_mwhr - eps
+            if (target >= 0) if low else (target <= 0):
+                assert res.state.current_mw == 0.0
+                assert res.state.soc_mwhr == (spec.soc_min_mwhr if low else spec.soc_max_mwhr)
     else:
         assert abs(res.state.current_mw - state.current_mw) <= spec.ramp_mw_per_s * dt + eps
         assert res.state.soc_mwhr == pytest.approx(
@@ -192,9 +194,13 @@ def test_invariants(case: tuple[AssetSpec, PhysicalState, float, float]) -> None
 
 @settings(max_examples=200, deadline=None)
 @given(scenarios())
-def test_one_long_tick_equals_many_short(case: tuple[AssetSpec, PhysicalState, float, float]) -> None:
+def test_one_long_tick_equals_many_short(
+    case: tuple[AssetSpec, PhysicalState, float, float],
+) -> None:
     spec, state, setpoint, _ = case
-    one = step(spec, state, target_mw(spec, state.soc_mwhr, setpoint, False, state.current_mw), 60.0).state
+    one = step(
+        spec, state, target_mw(spec, state.soc_mwhr, setpoint, False, state.current_mw), 60.0
+    ).state
     many = state
     for _ in range(60):
         target = target_mw(spec, many.soc_mwhr, setpoint, False, many.current_mw)

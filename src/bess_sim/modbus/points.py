@@ -110,7 +110,11 @@ def parse_register_map(data: Any, file: str) -> RegisterMap:
         for other in points:
             if other.name == point.name and other.table is point.table:
                 raise ConfigError(file, f"duplicate {point.table} point name", entry, "name")
-            if other.table is point.table and point.address < other.end and other.address < point.end:
+            if (
+                other.table is point.table
+                and point.address < other.end
+                and other.address < point.end
+            ):
                 raise ConfigError(
                     file,
                     f"{point.table} registers {point.address}..{point.end - 1} overlap point "
@@ -149,9 +153,7 @@ def _parse_point(raw: Any, index: int, file: str, map_order: WordOrder) -> Point
     if isinstance(address, bool) or not isinstance(address, int) or address < 0:
         raise ConfigError(file, f"must be an integer >= 0, got {address!r}", entry, "address")
     if address + ptype.width > 65536:
-        raise ConfigError(
-            file, f"{ptype} at {address} runs past register 65535", entry, "address"
-        )
+        raise ConfigError(file, f"{ptype} at {address} runs past register 65535", entry, "address")
     scale = raw.get("scale", 1)
     if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
         raise ConfigError(file, f"must be a finite number, got {scale!r}", entry, "scale")
@@ -208,8 +210,22 @@ def default_register_map_data() -> dict[str, Any]:
     return {
         "word_order": "big",
         "points": [
-            p("status", "input", 0, "uint16", "", description="0 idle, 1 charging, 2 discharging, 3 fault"),
-            p("alarms", "input", 1, "uint16", "", description="bit0 soc_low, bit1 soc_high, bit2 watchdog, bit3 trip"),
+            p(
+                "status",
+                "input",
+                0,
+                "uint16",
+                "",
+                description="0 idle, 1 charging, 2 discharging, 3 fault",
+            ),
+            p(
+                "alarms",
+                "input",
+                1,
+                "uint16",
+                "",
+                description="bit0 soc_low, bit1 soc_high, bit2 watchdog, bit3 trip",
+            ),
             p("soc_pct", "input", 2, "float32", "%"),
             p("soc_mwhr", "input", 4, "float32", "MWh"),
             p("current_mw", "input", 6, "float32", "MW", description="+ discharge, - charge"),
@@ -220,12 +236,36 @@ def default_register_map_data() -> dict[str, Any]:
             p("soc_pct_x100", "input", 16, "uint16", "%", "soc_pct", 0.01),
             p("current_mw_x10", "input", 17, "int16", "MW", "current_mw", 0.1),
             p("timestamp", "input", 18, "uint32", "s", description="unix seconds of the snapshot"),
-            p("heartbeat_echo", "input", 20, "uint16", "", "heartbeat", description="last heartbeat written"),
+            p(
+                "heartbeat_echo",
+                "input",
+                20,
+                "uint16",
+                "",
+                "heartbeat",
+                description="last heartbeat written",
+            ),
             p("setpoint_mw", "holding", 0, "float32", "MW", description="write -> dispatch"),
-            p("duration_s", "holding", 2, "uint32", "s", description="used by the next setpoint write; 0 = hold"),
+            p(
+                "duration_s",
+                "holding",
+                2,
+                "uint32",
+                "s",
+                description="used by the next setpoint write; 0 = hold",
+            ),
             p("heartbeat", "holding", 4, "uint16", "", description="any change counts"),
             p("watchdog_timeout_s", "holding", 5, "uint16", "s", description="0 = off"),
             p("fault_reset", "holding", 6, "uint16", "", description="write 1 -> clear trip"),
-            p("setpoint_mw_x10", "holding", 7, "int16", "MW", "setpoint_mw", 0.1, "for FC06-only masters"),
+            p(
+                "setpoint_mw_x10",
+                "holding",
+                7,
+                "int16",
+                "MW",
+                "setpoint_mw",
+                0.1,
+                "for FC06-only masters",
+            ),
         ],
-    }  # fmt: skip
+    }
