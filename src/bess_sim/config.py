@@ -59,10 +59,14 @@ class _Entry:
     def __init__(self, file: str, kind: str, index: int, raw: Any, known: set[str]):
         self.file = file
         if not isinstance(raw, dict):
-            raise ConfigError(file, f"must be a mapping, got {type(raw).__name__}", f"{kind} #{index + 1}")
+            raise ConfigError(
+                file, f"must be a mapping, got {type(raw).__name__}", f"{kind} #{index + 1}"
+            )
         self.raw: dict[str, Any] = raw
         label = raw.get("name") or raw.get("id")
-        self.entry = f"{kind} '{label}'" if isinstance(label, str) and label else f"{kind} #{index + 1}"
+        self.entry = (
+            f"{kind} '{label}'" if isinstance(label, str) and label else f"{kind} #{index + 1}"
+        )
         unknown = sorted(str(k) for k in raw if k not in known)
         if unknown:
             raise self.error(unknown[0], "unknown field (check the spelling)")
@@ -227,7 +231,11 @@ def _parse_modbus(e: _Entry, index: int) -> ModbusAddress:
     unit = raw.get("unit_id", 1)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise e.error("modbus.port", f"must be an integer in [1, 65535], got {port!r}")
-    if isinstance(unit, bool) or not isinstance(unit, int) or not UNIT_ID_MIN <= unit <= UNIT_ID_MAX:
+    if (
+        isinstance(unit, bool)
+        or not isinstance(unit, int)
+        or not UNIT_ID_MIN <= unit <= UNIT_ID_MAX
+    ):
         raise e.error(
             "modbus.unit_id", f"must be an integer in [{UNIT_ID_MIN}, {UNIT_ID_MAX}], got {unit!r}"
         )

@@ -52,9 +52,7 @@ class DispatchRecord:
     ended_at: datetime | None
 
 
-def validate(
-    spec: AssetSpec, soc_mwhr: float, tripped: bool, req: DispatchRequest
-) -> str | None:
+def validate(spec: AssetSpec, soc_mwhr: float, tripped: bool, req: DispatchRequest) -> str | None:
     """Return why ``req`` must be rejected, or None when it is acceptable (DESIGN §4)."""
     mw = req.mw
     if not math.isfinite(mw):

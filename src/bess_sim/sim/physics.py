@@ -56,7 +56,9 @@ def target_mw(
     return target
 
 
-def _segments(p0: float, target: float, ramp_mw_per_s: float, dt_s: float) -> list[tuple[float, float, float]]:
+def _segments(
+    p0: float, target: float, ramp_mw_per_s: float, dt_s: float
+) -> list[tuple[float, float, float]]:
     """Linear pieces (duration_s, p_start, p_end) covering ``dt_s``, none crossing zero."""
     pieces: list[tuple[float, float, float]] = []
     diff = target - p0
