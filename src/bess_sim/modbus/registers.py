@@ -7,8 +7,9 @@
   becomes 0 for integer types, a finite float beyond float32 becomes ±FLT_MAX.
 - :class:`ImageEncoder` precompiles a whole table (one ``struct`` call per object) so that the
   input registers of 10,000 assets can be refreshed every tick.
-- :func:`decode_holding_write` turns a holding-register write into a command, or into the
+- :class:`HoldingDecoder` turns a holding-register write into a command, or into the
   Modbus exception code to answer (0x02 address problems, 0x03 bad values).
+- :func:`check_request` checks the structure and quantities of a request PDU.
 """
 
 from __future__ import annotations
@@ -30,6 +31,20 @@ ILLEGAL_DATA_ADDRESS = 0x02
 ILLEGAL_DATA_VALUE = 0x03
 
 FLOAT32_MAX = 3.4028234663852886e38
+
+# Function codes served (everything else answers 0x01).
+FC_READ_HOLDING = 3
+FC_READ_INPUT = 4
+FC_WRITE_SINGLE = 6
+FC_WRITE_MULTIPLE = 16
+FC_READ_WRITE_MULTIPLE = 23
+SUPPORTED_FUNCTION_CODES = frozenset(
+    {FC_READ_HOLDING, FC_READ_INPUT, FC_WRITE_SINGLE, FC_WRITE_MULTIPLE, FC_READ_WRITE_MULTIPLE}
+)
+# Quantity limits, application protocol spec v1.1b3 §6.3, §6.4, §6.12, §6.17.
+MAX_READ_REGISTERS = 125
+MAX_WRITE_REGISTERS = 123
+MAX_RW_WRITE_REGISTERS = 121
 
 #: Inclusive raw range of each integer type.
 INT_LIMITS: dict[PointType, tuple[int, int]] = {
@@ -362,3 +377,49 @@ def _one_setpoint(setpoints: list[tuple[Point, float]]) -> float | WriteError:
                 f"setpoints disagree: '{best_point.name}' = {best:g}, '{p.name}' = {v:g}",
             )
     return best
+
+
+# --------------------------------------------------------------------------- requests
+def check_request(fc: int, pdu: bytes) -> int | None:
+    """Structure and quantity checks of a request PDU (function code first); the exception
+    code to answer, or None. pymodbus's decoder rejects a quantity outside 1..125 by failing
+    to decode (it would answer 0x01); the spec (§6.3, §6.4, §6.12, §6.17) requires 0x03."""
+    n = len(pdu)
+    if fc in (FC_READ_HOLDING, FC_READ_INPUT):
+        if n != 5:
+            return ILLEGAL_DATA_VALUE
+        address = int.from_bytes(pdu[1:3], "big")
+        count = int.from_bytes(pdu[3:5], "big")
+        if not 1 <= count <= MAX_READ_REGISTERS:
+            return ILLEGAL_DATA_VALUE
+        if address + count > 0x10000:
+            return ILLEGAL_DATA_ADDRESS
+        return None
+    if fc == FC_WRITE_SINGLE:
+        return None if n == 5 else ILLEGAL_DATA_VALUE
+    if fc == FC_WRITE_MULTIPLE:
+        if n < 6:
+            return ILLEGAL_DATA_VALUE
+        address = int.from_bytes(pdu[1:3], "big")
+        count = int.from_bytes(pdu[3:5], "big")
+        if not 1 <= count <= MAX_WRITE_REGISTERS or pdu[5] != 2 * count or n != 6 + 2 * count:
+            return ILLEGAL_DATA_VALUE
+        return ILLEGAL_DATA_ADDRESS if address + count > 0x10000 else None
+    if fc == FC_READ_WRITE_MULTIPLE:
+        if n < 10:
+            return ILLEGAL_DATA_VALUE
+        r_address = int.from_bytes(pdu[1:3], "big")
+        r_count = int.from_bytes(pdu[3:5], "big")
+        w_address = int.from_bytes(pdu[5:7], "big")
+        w_count = int.from_bytes(pdu[7:9], "big")
+        if (
+            not 1 <= r_count <= MAX_READ_REGISTERS
+            or not 1 <= w_count <= MAX_RW_WRITE_REGISTERS
+            or pdu[9] != 2 * w_count
+            or n != 10 + 2 * w_count
+        ):
+            return ILLEGAL_DATA_VALUE
+        if r_address + r_count > 0x10000 or w_address + w_count > 0x10000:
+            return ILLEGAL_DATA_ADDRESS
+        return None
+    return ILLEGAL_FUNCTION

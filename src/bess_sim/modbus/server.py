@@ -1,0 +1,494 @@
+"""Modbus TCP servers of the fleet (DESIGN §5, §9). The only module that imports pymodbus.
+
+One pymodbus ``ModbusTcpServer`` per distinct port, one ``SimDevice`` per asset (its unit id).
+pymodbus 3.16.1 does the PDU decoding, the datastore bounds checks and the response encoding;
+this module adds what it gets wrong or leaves out:
+
+- **Framing / pipelining.** pymodbus answers only the first request of a TCP segment, drops
+  its receive buffer on every send and keeps one ``last_pdu`` per connection, so a second
+  request arriving while the first is handled gets the wrong transaction id. ``_Connection``
+  splits the byte stream into complete MBAP frames itself and answers them one by one, in
+  order, each with its own transaction id (Modbus Messaging on TCP/IP Implementation Guide
+  v1.0b, MBAP header: the transaction id exists to pair answers with requests a client sends
+  without waiting).
+- **Validation pymodbus maps to the wrong code**: a quantity outside 1..125 makes pymodbus's
+  decoder fail (→ 0x01); the application protocol spec v1.1b3 §6.3/§6.12 requires 0x03.
+  Unknown unit ids answer 0x0B (gateway target failed to respond) without a traceback.
+- **Semantics**: input registers come from each tick's snapshot; holding reads echo the
+  command state in effect; holding writes go through ``Fleet.dispatch`` like REST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import socket
+from collections import deque
+from collections.abc import Sequence
+from functools import partial
+from types import TracebackType
+from typing import Any, cast
+
+from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerSocket
+from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
+from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from ..metrics import Metrics
+from ..sim import AssetSpec, DispatchRequest, DispatchSource, DispatchStatus, Fleet, Snapshot
+from .points import RegisterMap, Table
+from .registers import (
+    FC_READ_INPUT,
+    FC_READ_WRITE_MULTIPLE,
+    FC_WRITE_SINGLE,
+    SUPPORTED_FUNCTION_CODES,
+    HoldingDecoder,
+    HoldingState,
+    HoldingWrite,
+    ImageEncoder,
+    WriteError,
+    check_request,
+    holding_encoder,
+    input_encoder,
+)
+
+log = logging.getLogger("bess_sim.modbus")
+
+# MBAP length field = unit id + PDU; a PDU is at most 253 bytes (spec §4.1), so 2..254.
+_MIN_MBAP_LENGTH = 2
+_MAX_MBAP_LENGTH = 254
+_MBAP_HEADER = 7
+# Pipelining back-pressure: stop reading from a client with this many requests queued, resume
+# below the low mark (bounded memory whatever a client sends).
+_MAX_PENDING = 128
+_RESUME_PENDING = 32
+
+
+class ModbusBindError(Exception):
+    """A Modbus port cannot be bound; the message names the port and its assets."""
+
+
+def _peer_text(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = str(peer[0]), peer[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "unknown"
+
+
+class _AssetDevice:
+    """Registers and command state of one asset; its ``action`` is the pymodbus hook."""
+
+    __slots__ = ("image", "service", "spec", "staged_duration_s")
+
+    def __init__(self, service: ModbusService, spec: AssetSpec, image: bytes) -> None:
+        self.service = service
+        self.spec = spec
+        self.image = image  # input table, as packed by the input encoder; swapped per tick
+        self.staged_duration_s = 0.0  # holding duration_s: used by the next setpoint writes
+
+    def holding_state(self) -> HoldingState:
+        ctl = self.service.fleet.control(self.spec.id)
+        return HoldingState(
+            setpoint_mw=ctl.setpoint_mw,
+            duration_s=self.staged_duration_s,
+            heartbeat=ctl.heartbeat,
+            watchdog_timeout_s=ctl.watchdog_timeout_s,
+            fault_reset=0,
+        )
+
+    async def action(
+        self,
+        func_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        """pymodbus SimDevice action: called before every read (``set_values is None``) and
+        write of this device. Nothing here awaits, so a read copies one snapshot's image as a
+        whole (no torn 32-bit values)."""
+        svc = self.service
+        off = address - start_address
+        if set_values is None:
+            if func_code == FC_READ_INPUT:
+                regs = svc.input_encoder.registers(self.image)
+            elif func_code == FC_WRITE_SINGLE:
+                return None  # read-back of FC06: the response echoes the request (spec §6.6)
+            else:
+                regs = svc.holding_encoder.encode(self.holding_state())
+            registers[off : off + count] = regs[address : address + count]
+            return None
+        values = [int(v) for v in set_values]
+        decoded = svc.holding_decoder.decode(address, values)
+        if isinstance(decoded, WriteError):
+            log.info(
+                "modbus write refused (0x%02X): %s unit %d from %s: %s",
+                decoded.code,
+                self.spec.name,
+                self.spec.modbus.unit_id,
+                svc.peer.get(),
+                decoded.reason,
+            )
+            return ExcCodes(decoded.code)
+        return self._apply(decoded)
+
+    def _apply(self, w: HoldingWrite) -> ExcCodes | None:
+        """Carry out a decoded write. The dispatch goes first: if it is rejected, nothing else
+        of the write is applied (DESIGN §5: a rejected write changes nothing)."""
+        fleet = self.service.fleet
+        asset_id = self.spec.id
+        if w.setpoint_mw is not None:
+            duration = self.staged_duration_s if w.duration_s is None else w.duration_s
+            record = fleet.dispatch(
+                DispatchRequest(
+                    asset_id=asset_id,
+                    mw=w.setpoint_mw,
+                    duration_s=duration if duration > 0 else None,
+                    source=DispatchSource.MODBUS,
+                    client=self.service.peer.get(),
+                )
+            )
+            if record.status is DispatchStatus.REJECTED:
+                log.info(
+                    "modbus setpoint rejected (0x03): %s from %s: %s",
+                    self.spec.name,
+                    record.client,
+                    record.reason,
+                )
+                return ExcCodes.ILLEGAL_VALUE
+        if w.duration_s is not None:
+            self.staged_duration_s = w.duration_s
+        if w.heartbeat is not None:
+            fleet.heartbeat(asset_id, w.heartbeat)
+        if w.watchdog_timeout_s is not None:
+            fleet.set_watchdog_timeout(asset_id, w.watchdog_timeout_s)
+        if w.fault_reset:
+            fleet.reset_fault(asset_id)
+        return None
+
+
+async def _no_such_device(
+    func_code: int,
+    start_address: int,
+    address: int,
+    count: int,
+    registers: list[int],
+    set_values: list[int] | list[bool] | None,
+) -> ExcCodes | None:
+    return ExcCodes.GATEWAY_NO_RESPONSE
+
+
+def _table_data(size: int) -> list[SimData]:
+    if size == 0:
+        return [SimData(0, count=1, datatype=DataType.INVALID)]
+    # One block 0..size-1: gaps between points read as 0 (a range read returns the whole
+    # range, DESIGN §5); writes to gaps are refused by the holding decoder (0x02).
+    return [SimData(0, count=size, values=0, datatype=DataType.REGISTERS)]
+
+
+def _bits() -> list[SimData]:
+    # Coils / discrete inputs are not served (0x01 before pymodbus sees the request), but a
+    # SimDevice with separate tables needs at least one SimData per table (DESIGN §9).
+    return [SimData(0, count=1, values=False, datatype=DataType.BITS)]
+
+
+class _Port:
+    """Everything served on one TCP port: its devices and the request pipeline."""
+
+    def __init__(self, service: ModbusService, port: int, devices: list[_AssetDevice]) -> None:
+        self.service = service
+        self.port = port
+        self.devices = {d.spec.modbus.unit_id: d for d in devices}
+        self.bound_port = 0
+        self.decoder = DecodePDU(True)
+        self.framer = FramerSocket(self.decoder)
+        self.server: _PortServer | None = None
+
+    def sim_devices(self) -> list[SimDevice]:
+        rm = self.service.register_map
+        h_size, i_size = rm.size(Table.HOLDING), rm.size(Table.INPUT)
+        sims = [
+            SimDevice(
+                unit,
+                simdata=(_bits(), _bits(), _table_data(h_size), _table_data(i_size)),
+                action=dev.action,
+            )
+            for unit, dev in self.devices.items()
+        ]
+        # Catch-all device 0 (DESIGN §9): pymodbus routes unknown unit ids to it. _Port.process
+        # already answers those with 0x0B; this keeps pymodbus from a traceback if it is reached.
+        sims.append(
+            SimDevice(0, simdata=(_bits(), _bits(), _table_data(1), _table_data(1)),
+                      action=_no_such_device)
+        )  # fmt: skip
+        return sims
+
+    async def process(self, frame: bytes, peer: str) -> bytes:
+        """Answer one complete MBAP frame (header already checked by the connection)."""
+        tid = int.from_bytes(frame[0:2], "big")
+        unit = frame[6]
+        pdu = frame[7:]
+        fc = pdu[0]
+        exc: int | None = None
+        request: ModbusPDU | None = None
+        if unit not in self.devices:
+            exc = ExcCodes.GATEWAY_NO_RESPONSE
+        elif fc not in SUPPORTED_FUNCTION_CODES:
+            exc = ExcCodes.ILLEGAL_FUNCTION
+        else:
+            exc = check_request(fc, pdu)
+            if exc is None and fc == FC_READ_WRITE_MULTIPLE:
+                # FC23 writes before it reads (spec §6.17): refuse a bad read range up front,
+                # or the write would be applied and then answered with an exception.
+                r_end = int.from_bytes(pdu[1:3], "big") + int.from_bytes(pdu[3:5], "big")
+                if r_end > self.service.register_map.size(Table.HOLDING):
+                    exc = ExcCodes.ILLEGAL_ADDRESS
+            if exc is None:
+                request = self.decoder.decode(pdu)
+                if request is None:
+                    exc = ExcCodes.ILLEGAL_VALUE
+        response: ModbusPDU | None = None
+        if request is not None and self.server is not None:
+            token = self.service.peer.set(peer)
+            try:
+                response = await request.datastore_update(cast(Any, self.server.context), unit)
+            except Exception:
+                log.exception(
+                    "modbus: request fc %d unit %d on port %d failed", fc, unit, self.port
+                )
+                exc = ExcCodes.DEVICE_FAILURE
+            finally:
+                self.service.peer.reset(token)
+        if response is None:
+            response = ExceptionResponse(fc & 0x7F, exc or ExcCodes.DEVICE_FAILURE)
+        response.dev_id = unit
+        response.transaction_id = tid
+        code = response.exception_code if isinstance(response, ExceptionResponse) else 0
+        self.service.metrics.modbus_requests.labels(str(fc), str(code)).inc()
+        return self.framer.buildFrame(response)
+
+
+class _Connection(ServerRequestHandler):
+    """One client connection: MBAP framing and in-order answers (see the module doc)."""
+
+    def __init__(self, owner: _PortServer) -> None:
+        super().__init__(owner, None, None, None)  # type: ignore[no-untyped-call]
+        self._port: _Port = owner.port
+        self._rx = bytearray()
+        self._pending: deque[bytes] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._peer = "unknown"
+        self._paused = False
+        self._close_when_done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._peer = _peer_text(transport.get_extra_info("peername"))
+
+    def data_received(self, data: bytes) -> None:
+        # Replaces pymodbus's buffering (which cuts at 264 bytes and keeps one frame).
+        if self._close_when_done or self.is_closing:
+            return
+        rx = self._rx
+        rx += data
+        while len(rx) >= _MBAP_HEADER:
+            protocol_id = (rx[2] << 8) | rx[3]
+            length = (rx[4] << 8) | rx[5]
+            if protocol_id != 0 or not _MIN_MBAP_LENGTH <= length <= _MAX_MBAP_LENGTH:
+                # Not Modbus TCP, or a length no request can have: the stream cannot be
+                # resynchronised, so answer what came before and close.
+                log.info(
+                    "modbus: closing connection from %s on port %d: bad MBAP header "
+                    "(protocol id %d, length %d)",
+                    self._peer,
+                    self._port.port,
+                    protocol_id,
+                    length,
+                )
+                rx.clear()
+                self._close_when_done = True
+                break
+            total = 6 + length
+            if len(rx) < total:
+                break
+            self._pending.append(bytes(rx[:total]))
+            del rx[:total]
+        if self._pending:
+            if self._worker is None or self._worker.done():
+                self._worker = asyncio.create_task(self._work(), name="bess-modbus-conn")
+            if len(self._pending) >= _MAX_PENDING and not self._paused:
+                self._paused = True
+                self._reading(False)
+        elif self._close_when_done and (self._worker is None or self._worker.done()):
+            self.close()
+
+    async def _work(self) -> None:
+        port, pending = self._port, self._pending
+        while pending:
+            reply = await port.process(pending.popleft(), self._peer)
+            transport = self.transport
+            if not isinstance(transport, asyncio.WriteTransport) or self.is_closing:
+                pending.clear()
+                return
+            transport.write(reply)
+            if self._paused and len(pending) < _RESUME_PENDING:
+                self._paused = False
+                self._reading(True)
+        if self._close_when_done:
+            self.close()
+
+    def _reading(self, on: bool) -> None:
+        transport = self.transport
+        if isinstance(transport, asyncio.ReadTransport):
+            with contextlib.suppress(RuntimeError):
+                if on:
+                    transport.resume_reading()
+                else:
+                    transport.pause_reading()
+
+    def callback_disconnected(self, exc: Exception | None) -> None:
+        super().callback_disconnected(exc)
+        self._pending.clear()
+        worker = self._worker
+        if worker is not None and not worker.done():
+            worker.cancel()
+
+
+class _PortServer(ModbusTcpServer):
+    """A pymodbus TCP server on a socket bound by us, with our connection class."""
+
+    def __init__(self, port: _Port, sock: socket.socket, host: str) -> None:
+        super().__init__(port.sim_devices(), address=(host, sock.getsockname()[1]))
+        self.port = port
+        # Listen on the socket bound in ModbusService.start: 'address in use' is reported
+        # there with the port's assets, and port 0 works (tests).
+        self.call_create = partial(
+            self.loop.create_server, self.handle_new_connection, sock=sock, start_serving=True
+        )
+
+    def callback_new_connection(self) -> _Connection:
+        return _Connection(self)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(256)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class ModbusService:
+    """The Modbus face of one simulator: an async context manager (start binds every port,
+    exit closes them) and a telemetry sink (``publish`` refreshes the input registers)."""
+
+    def __init__(
+        self, fleet: Fleet, register_map: RegisterMap, host: str, metrics: Metrics
+    ) -> None:
+        self.fleet = fleet
+        self.register_map = register_map
+        self.host = host
+        self.metrics = metrics
+        self.input_encoder: ImageEncoder[Snapshot] = input_encoder(register_map)
+        self.holding_encoder: ImageEncoder[HoldingState] = holding_encoder(register_map)
+        self.holding_decoder = HoldingDecoder(register_map)
+        # Peer of the request being handled, for the dispatch record's ``client``. A context
+        # variable (not an attribute) so that concurrent connections cannot see each other's.
+        self.peer: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+            "bess_modbus_peer", default=None
+        )
+        self._devices: dict[str, _AssetDevice] = {}
+        by_port: dict[int, list[_AssetDevice]] = {}
+        for spec in fleet.specs:
+            dev = _AssetDevice(self, spec, self.input_encoder.pack(fleet.snapshot(spec.id)))
+            self._devices[spec.id] = dev
+            by_port.setdefault(spec.modbus.port, []).append(dev)
+        self._ports = [_Port(self, port, devs) for port, devs in by_port.items()]
+        self._running: list[_PortServer] = []
+
+    @property
+    def ports(self) -> dict[int, int]:
+        """Configured port → bound port (differs when the configured port is 0)."""
+        return {p.port: p.bound_port for p in self._ports if p.bound_port}
+
+    def bound_port(self, port: int) -> int:
+        for p in self._ports:
+            if p.port == port and p.bound_port:
+                return p.bound_port
+        raise KeyError(f"port {port} is not served")
+
+    # ------------------------------------------------------------ telemetry sink
+    def publish(self, snapshots: Sequence[Snapshot]) -> None:
+        """Refresh the input registers from one tick's snapshots. Synchronous: every asset's
+        image is replaced by one assignment, so no read sees a half-updated snapshot."""
+        pack = self.input_encoder.pack
+        devices = self._devices
+        for snap in snapshots:
+            dev = devices.get(snap.asset_id)
+            if dev is not None:
+                dev.image = pack(snap)
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        try:
+            for port in self._ports:
+                await self._start_port(port)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_port(self, port: _Port) -> None:
+        assets = ", ".join(
+            f"{d.spec.name} (unit {unit})" for unit, d in sorted(port.devices.items())
+        )
+        try:
+            sock = _bind(self.host, port.port)
+        except OSError as exc:
+            raise ModbusBindError(
+                f"Modbus port {self.host}:{port.port} cannot be bound "
+                f"({exc.strerror or exc}); it serves {assets}"
+            ) from None
+        try:
+            server = _PortServer(port, sock, self.host)
+            port.server = server
+            await server.serve_forever(background=True)
+        except (OSError, RuntimeError) as exc:
+            sock.close()
+            raise ModbusBindError(
+                f"Modbus port {self.host}:{port.port} cannot listen ({exc}); it serves {assets}"
+            ) from None
+        self._running.append(server)
+        port.bound_port = sock.getsockname()[1]
+        log.info("modbus: listening on %s:%d: %s", self.host, port.bound_port, assets)
+
+    async def stop(self) -> None:
+        running, self._running = self._running, []
+        for server in running:
+            with contextlib.suppress(Exception):
+                await server.shutdown()  # type: ignore[no-untyped-call]
+        for port in self._ports:
+            port.server = None
+            port.bound_port = 0
+
+    async def __aenter__(self) -> ModbusService:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
