@@ -131,3 +131,18 @@ def test_http_port_in_use_exits_2_naming_it(tmp_path: Path) -> None:
         )
     assert res.returncode == 2
     assert f"127.0.0.1:{port}" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_env_settings_and_empty_reset_db(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bess_sim.settings import Settings
+
+    monkeypatch.setenv("RESET_DB", "")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("BESS_TICK_INTERVAL", "4")
+    s = Settings()
+    assert s.reset_db is False and s.database_url == "postgresql://u@h/db"
+    assert s.log_level == "warning" and s.tick_interval_s == 4.0
+    monkeypatch.setenv("RESET_DB", "1")
+    assert Settings().reset_db is True
+    assert Settings(tick_interval_s=0.5).tick_interval_s == 0.5  # a flag beats the env

@@ -153,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if settings.log_level != "debug":
+        # pymodbus logs every connection at INFO ("Server listening.", ...): noise for an
+        # operator; our own start-up lines name the bound ports.
+        logging.getLogger("pymodbus").setLevel(logging.WARNING)
     try:
         fleet, regmap = load_config(settings)
     except ConfigError as exc:

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("reset_db", mode="before")
+    @classmethod
+    def _empty_is_false(cls, value: object) -> object:
+        # `RESET_DB=` (set but empty), as docker-compose files often leave it, means off.
+        return False if value == "" else value
+
     @field_validator("database_url", "api_token", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

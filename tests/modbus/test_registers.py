@@ -4,7 +4,6 @@ image encoder; holding-write decoding (no server, no pymodbus)."""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -120,7 +119,7 @@ def snapshot(**overrides: Any) -> Snapshot:
         max_mw=50.0, min_mw=-50.0, status=Status.CHARGING,
         alarms=Alarm.SOC_LOW | Alarm.WATCHDOG, heartbeat=7,
     )  # fmt: skip
-    return replace(base, **overrides)
+    return base._replace(**overrides)
 
 
 def default_map() -> RegisterMap:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import routes_assets, routes_dispatch, routes_sim
@@ -19,6 +21,9 @@ from .ports import Supervisor
 from .ws import TelemetryHub
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: Swagger UI 5 bundle shipped by the fastapi-offline package: FastAPI's own /docs
+#: loads them from a CDN, which an air-gapped lab cannot reach.
+DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 
 _DESCRIPTION = """\
 Supervisor API of a simulated battery (BESS) fleet. Every battery is also a Modbus TCP slave;
@@ -52,6 +57,8 @@ def create_app(sup: Supervisor) -> FastAPI:
         summary="BESS fleet simulator: REST supervisor",
         description=_DESCRIPTION,
         openapi_tags=_TAGS,
+        docs_url=None,
+        redoc_url=None,
     )
     install_handlers(app, sup.settings.api_token)
     app.include_router(routes_assets.build_router(sup))
@@ -70,4 +77,28 @@ def create_app(sup: Supervisor) -> FastAPI:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _install_offline_docs(app)
     return app
+
+
+def _install_offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI 5) with every asset served locally. No /redoc: ReDoc fetches its logo
+    from redoc.ly, and one interactive page is enough."""
+    assets = "/docs-assets"
+    app.mount(assets, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
+    oauth2_redirect = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - API docs",
+            oauth2_redirect_url=oauth2_redirect,
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
+        )
+
+    @app.get(oauth2_redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()

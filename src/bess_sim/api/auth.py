@@ -21,7 +21,7 @@ MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="bearer",
-    description="Needed on POST routes only when the simulator runs with BESS_API_TOKEN set.",
+    description="The simulator runs with BESS_API_TOKEN: POST routes need this bearer token.",
 )
 
 
@@ -46,10 +46,18 @@ def unauthorized() -> HTTPException:
     )
 
 
-def require_token(
-    expected: str | None,
-) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[None]]:
-    """A dependency enforcing the bearer token ``expected`` (None = open)."""
+def require_token(expected: str | None) -> Callable[..., Awaitable[None]]:
+    """A dependency enforcing the bearer token ``expected``; None = open.
+
+    Without a token the dependency declares no security scheme, so the OpenAPI document of a
+    simulator matches how it is configured (an open simulator documents no auth).
+    """
+    if expected is None:
+
+        async def open_route() -> None:
+            return None
+
+        return open_route
 
     async def check(
         request: Request,

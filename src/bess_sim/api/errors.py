@@ -7,12 +7,12 @@ handler is a last resort that logs the traceback and answers a JSON 500 without 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .auth import MUTATING_METHODS, token_ok, unauthorized
 from .schemas import ErrorOut, ValidationOut
@@ -59,20 +59,36 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
 
 
 def install_handlers(app: FastAPI, api_token: str | None) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    def auth_failure(request: Request) -> JSONResponse | None:
         if request.method in MUTATING_METHODS and not token_ok(
             api_token, request.headers.get("authorization")
         ):
             err = unauthorized()
             return JSONResponse({"detail": err.detail}, status_code=401, headers=err.headers)
+        return None
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        denied = auth_failure(request)
+        if denied is not None:
+            return denied
         return JSONResponse({"detail": _clean_errors(exc.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI answers 400 for a body it cannot even decode (bad UTF-8 bytes); to a
+            # client that is one more malformed body: 422 like every other (DESIGN §6).
+            denied = auth_failure(request)
+            if denied is not None:
+                return denied
+            detail = [{"loc": ["body"], "msg": str(exc.detail), "type": "body_invalid"}]
+            return JSONResponse({"detail": detail}, status_code=422)
+        return JSONResponse(
+            {"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error in %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error (logged by the simulator)"}, 500)
-
-
-def finite(value: float) -> bool:
-    return math.isfinite(value)

@@ -16,12 +16,14 @@ from datetime import UTC, datetime, timedelta
 
 from . import physics
 from .dispatch import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, validate
-from .model import Alarm, AssetSpec, FleetConfig, PhysicalState, Site, Snapshot, Status
+from .model import ALARM_BY_BITS, Alarm, AssetSpec, FleetConfig, Site, Snapshot, Status
 
 # Events closer than this to the end of a sub-step fire in it (float rounding of sim time).
 _EVENT_EPS_S = 1e-9
 # Status thresholds (DESIGN §3.5).
 _STATUS_DEADBAND_MW = 0.1
+_SOC_LOW = int(Alarm.SOC_LOW)
+_SOC_HIGH = int(Alarm.SOC_HIGH)
 
 DispatchListener = Callable[[DispatchRecord], None]
 
@@ -40,12 +42,14 @@ class _Asset:
     __slots__ = (
         "active",
         "active_end_s",
+        "current_mw",
         "heartbeat",
         "heartbeat_changed_s",
         "latched",
-        "phys",
+        "lim",
         "setpoint_mw",
         "snapshot",
+        "soc_mwhr",
         "spec",
         "tripped",
         "watchdog_timeout_s",
@@ -53,7 +57,11 @@ class _Asset:
 
     def __init__(self, spec: AssetSpec) -> None:
         self.spec = spec
-        self.phys = PhysicalState(spec.capacity_mwhr * spec.initial_soc_pct / 100.0, 0.0)
+        self.lim = physics.Limits.of(spec)
+        # The physical state lives here as two floats (not a PhysicalState) because the tick
+        # rewrites it for every asset; see physics.integrate.
+        self.soc_mwhr = spec.capacity_mwhr * spec.initial_soc_pct / 100.0
+        self.current_mw = 0.0
         self.setpoint_mw = 0.0
         self.tripped = False
         self.latched = Alarm(0)  # watchdog / trip: stay set until cleared by a command
@@ -175,7 +183,7 @@ class Fleet:
         """Validate and record ``req``; accepted ones take effect at once. Raises
         :class:`UnknownAssetError` for an unknown asset (nothing is recorded then)."""
         cell = self._cell(req.asset_id)
-        reason = validate(cell.spec, cell.phys.soc_mwhr, cell.tripped, req)
+        reason = validate(cell.spec, cell.soc_mwhr, cell.tripped, req)
         now = self.now
         duration = req.duration_s
         record = DispatchRecord(
@@ -244,7 +252,8 @@ class Fleet:
         spec = cell.spec
         soc = min(max(soc_mwhr, 0.0), spec.capacity_mwhr)
         mw = min(max(current_mw, spec.min_mw), spec.max_mw)
-        cell.phys = PhysicalState(soc, mw)
+        cell.soc_mwhr = soc
+        cell.current_mw = mw
         cell.active = active
         cell.setpoint_mw = active.mw if active is not None else 0.0
         cell.active_end_s = None if remaining_s is None else self.sim_time_s + remaining_s
@@ -280,17 +289,30 @@ class Fleet:
         t1 = t0 + dt_s
         end_time = self.start_time + timedelta(seconds=t1)
         out: list[Snapshot] = []
+        append = out.append
+        integrate = physics.integrate
+        target_for = physics.target_for
+        snapshot = self._snapshot
         for cell in self._assets.values():
-            self._advance_asset(cell, t0, t1)
-            snap = self._snapshot(cell, end_time, t1)
+            if cell.active is None:
+                # Fast path (no lifecycle event can fall inside the tick): one integration.
+                lim = cell.lim
+                soc, mw = cell.soc_mwhr, cell.current_mw
+                target = target_for(lim, soc, cell.setpoint_mw, cell.tripped, mw)
+                cell.soc_mwhr, cell.current_mw, _, _, _ = integrate(lim, soc, mw, target, dt_s)
+            else:
+                self._advance_asset(cell, t0, t1)
+            snap = snapshot(cell, end_time, t1)
             cell.snapshot = snap
-            out.append(snap)
+            append(snap)
         self.sim_time_s = t1
         self.tick_count += 1
         return out
 
     def _advance_asset(self, cell: _Asset, t0: float, t1: float) -> None:
-        spec = cell.spec
+        """Advance one asset, splitting the tick where its dispatch ends or its watchdog
+        expires so each event happens at its exact simulated instant."""
+        lim = cell.lim
         t = t0
         while True:
             stop = t1
@@ -301,11 +323,11 @@ class Fleet:
             if deadline is not None and deadline < stop:
                 stop = max(deadline, t)
             if stop > t:
-                phys = cell.phys
-                target = physics.target_mw(
-                    spec, phys.soc_mwhr, cell.setpoint_mw, cell.tripped, phys.current_mw
+                soc, mw = cell.soc_mwhr, cell.current_mw
+                target = physics.target_for(lim, soc, cell.setpoint_mw, cell.tripped, mw)
+                cell.soc_mwhr, cell.current_mw, _, _, _ = physics.integrate(
+                    lim, soc, mw, target, stop - t
                 )
-                cell.phys = physics.step(spec, phys, target, stop - t).state
                 t = stop
             if end_s is not None and end_s <= t + _EVENT_EPS_S:
                 self._end_active(cell, DispatchStatus.COMPLETED, at_s=end_s)
@@ -327,13 +349,14 @@ class Fleet:
 
     def _snapshot(self, cell: _Asset, ts: datetime, sim_s: float | None = None) -> Snapshot:
         spec = cell.spec
-        soc = cell.phys.soc_mwhr
-        mw = cell.phys.current_mw
-        alarms = cell.latched
-        if soc <= spec.soc_min_mwhr + physics.SOC_EPS_MWH:
-            alarms |= Alarm.SOC_LOW
-        if soc >= spec.soc_max_mwhr - physics.SOC_EPS_MWH:
-            alarms |= Alarm.SOC_HIGH
+        lim = cell.lim
+        soc = cell.soc_mwhr
+        mw = cell.current_mw
+        bits = int(cell.latched)
+        if soc <= lim.soc_min_mwhr + physics.SOC_EPS_MWH:
+            bits |= _SOC_LOW
+        if soc >= lim.soc_max_mwhr - physics.SOC_EPS_MWH:
+            bits |= _SOC_HIGH
         if cell.tripped:
             status = Status.FAULT
         elif mw > _STATUS_DEADBAND_MW:
@@ -342,21 +365,23 @@ class Fleet:
             status = Status.CHARGING
         else:
             status = Status.IDLE
+        capacity = spec.capacity_mwhr
+        # Positional: this runs for every asset on every tick (field order of Snapshot).
         return Snapshot(
-            asset_id=spec.id,
-            site_id=spec.site_id,
-            timestamp=ts,
-            sim_time_s=self.sim_time_s if sim_s is None else sim_s,
-            soc_mwhr=soc,
-            soc_pct=soc / spec.capacity_mwhr * 100.0,
-            capacity_mwhr=spec.capacity_mwhr,
-            current_mw=mw,
-            setpoint_mw=cell.setpoint_mw,
-            max_mw=spec.max_mw,
-            min_mw=spec.min_mw,
-            status=status,
-            alarms=alarms,
-            heartbeat=cell.heartbeat,
+            spec.id,
+            spec.site_id,
+            ts,
+            self.sim_time_s if sim_s is None else sim_s,
+            soc,
+            soc / capacity * 100.0,
+            capacity,
+            mw,
+            cell.setpoint_mw,
+            spec.max_mw,
+            spec.min_mw,
+            status,
+            ALARM_BY_BITS[bits],
+            cell.heartbeat,
         )
 
     def _end_active(self, cell: _Asset, status: DispatchStatus, at_s: float | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from .model import Snapshot
@@ -28,7 +28,7 @@ class HistoryQuery:
 
 
 class HistoryBuffer:
-    """Keeps the last ``size`` snapshots of every asset (bounded memory: assets × size)."""
+    """Keeps the last ``size`` snapshots of every asset (bounded memory: assets x size)."""
 
     def __init__(self, asset_ids: Iterable[str], size: int) -> None:
         if size < 1:
@@ -62,7 +62,7 @@ class HistoryBuffer:
 
 
 def bucket_start(ts: datetime, bucket_s: float) -> datetime:
-    """Start of the ``bucket_s`` bucket holding ``ts`` (edges at BUCKET_ORIGIN + k × bucket_s),
+    """Start of the ``bucket_s`` bucket holding ``ts`` (edges at BUCKET_ORIGIN + k * bucket_s),
     computed in whole microseconds like PostgreSQL's ``date_bin``."""
     width_us = max(round(bucket_s * 1_000_000), 1)
     offset_us = (ts - BUCKET_ORIGIN) // _US
@@ -101,8 +101,7 @@ def bucket_snapshots(rows: Sequence[Snapshot], bucket_s: float, limit: int) -> l
 def _average(group: Sequence[Snapshot], start: datetime) -> Snapshot:
     latest = max(group, key=lambda s: s.timestamp)
     n = len(group)
-    return replace(
-        latest,
+    return latest._replace(
         timestamp=start,
         sim_time_s=latest.sim_time_s - (latest.timestamp - start).total_seconds(),
         soc_mwhr=sum(s.soc_mwhr for s in group) / n,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 
 class Status(enum.IntEnum):
@@ -46,6 +47,11 @@ ALARM_NAMES: dict[Alarm, str] = {
 def alarm_names(alarms: Alarm) -> tuple[str, ...]:
     """Names of the set alarm bits, in bit order."""
     return tuple(name for bit, name in ALARM_NAMES.items() if alarms & bit)
+
+
+#: Alarm values by bit pattern: ``Alarm(n)`` goes through enum machinery (~1 µs); the tick
+#: looks them up instead.
+ALARM_BY_BITS: tuple[Alarm, ...] = tuple(Alarm(i) for i in range(16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +116,16 @@ class PhysicalState:
     current_mw: float
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """Telemetry of one asset at the end of a tick (DESIGN §3.6).
 
     ``sim_time_s`` is simulated seconds since the simulator's start; ``timestamp`` is the
     simulated UTC time (start time + ``sim_time_s``).
+
+    Immutable like the frozen dataclasses elsewhere, but a NamedTuple because one is built per
+    asset per tick: measured on this 2-core machine, a 14-field frozen dataclass costs ~7 µs
+    to build against ~1.2 µs for a NamedTuple — 70 ms vs 12 ms per tick at 10,000 assets.
+    Use ``snapshot._replace(...)`` to derive one.
     """
 
     asset_id: str

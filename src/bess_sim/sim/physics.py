@@ -10,15 +10,18 @@ all-charge and the right efficiency applies. Because the integration is exact, o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .model import Alarm, AssetSpec, PhysicalState
+from .model import ALARM_BY_BITS, Alarm, AssetSpec, PhysicalState
 
 # SOC is compared with its bounds with this slack so that float rounding in the integration
 # (relative 1e-16 of a few hundred MWh) cannot leave SOC a hair inside a bound it was clamped to.
 SOC_EPS_MWH = 1e-9
 
 _S_PER_H = 3600.0
+_SOC_LOW = int(Alarm.SOC_LOW)
+_SOC_HIGH = int(Alarm.SOC_HIGH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +34,32 @@ class StepResult:
     charged_mwhr: float
 
 
-def target_mw(
-    spec: AssetSpec,
-    soc_mwhr: float,
-    setpoint_mw: float,
-    tripped: bool,
-    current_mw: float = 0.0,
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-asset constants of the physics, computed once from the spec (the tick reads them
+    for every asset, so they are plain fields rather than properties)."""
+
+    min_mw: float
+    max_mw: float
+    soc_min_mwhr: float
+    soc_max_mwhr: float
+    ramp_mw_per_s: float
+    efficiency: float
+
+    @classmethod
+    def of(cls, spec: AssetSpec) -> Limits:
+        return cls(
+            spec.min_mw,
+            spec.max_mw,
+            spec.soc_min_mwhr,
+            spec.soc_max_mwhr,
+            spec.ramp_mw_per_s,
+            spec.efficiency,
+        )
+
+
+def target_for(
+    lim: Limits, soc_mwhr: float, setpoint_mw: float, tripped: bool, current_mw: float
 ) -> float:
     """DESIGN §3.1: setpoint clamped to limits, no further discharge at soc_min nor charge at
     soc_max, 0 while tripped.
@@ -48,12 +71,23 @@ def target_mw(
     """
     if tripped or not math.isfinite(setpoint_mw):
         return 0.0
-    target = min(max(setpoint_mw, spec.min_mw), spec.max_mw)
-    if target > 0.0 and current_mw >= 0.0 and soc_mwhr <= spec.soc_min_mwhr + SOC_EPS_MWH:
+    target = min(max(setpoint_mw, lim.min_mw), lim.max_mw)
+    if target > 0.0 and current_mw >= 0.0 and soc_mwhr <= lim.soc_min_mwhr + SOC_EPS_MWH:
         return 0.0
-    if target < 0.0 and current_mw <= 0.0 and soc_mwhr >= spec.soc_max_mwhr - SOC_EPS_MWH:
+    if target < 0.0 and current_mw <= 0.0 and soc_mwhr >= lim.soc_max_mwhr - SOC_EPS_MWH:
         return 0.0
     return target
+
+
+def target_mw(
+    spec: AssetSpec,
+    soc_mwhr: float,
+    setpoint_mw: float,
+    tripped: bool,
+    current_mw: float = 0.0,
+) -> float:
+    """:func:`target_for` from an :class:`AssetSpec`."""
+    return target_for(Limits.of(spec), soc_mwhr, setpoint_mw, tripped, current_mw)
 
 
 def _segments(
@@ -98,33 +132,44 @@ def _time_to_energy(duration_s: float, pa: float, pb: float, energy_mwhr: float)
     return min(max(2.0 * c / denom, 0.0), duration_s)
 
 
-def step(spec: AssetSpec, state: PhysicalState, target: float, dt_s: float) -> StepResult:
+def integrate(
+    lim: Limits, soc: float, p0: float, target: float, dt_s: float
+) -> tuple[float, float, int, float, float]:
     """Advance one asset by ``dt_s`` simulated seconds toward ``target`` MW (DESIGN §3.2–3.4).
+
+    Returns ``(soc_mwhr, current_mw, hit_bits, discharged_mwhr, charged_mwhr)``; ``hit_bits``
+    holds Alarm.SOC_LOW / SOC_HIGH when SOC reached that bound inside the tick. Plain values,
+    because the tick calls this for every asset (see :func:`step` for the typed form).
 
     When SOC reaches a bound inside the tick, SOC stops there and MW drops to 0 at that
     instant; the rest of the tick continues from 0 MW toward the target as §3.1 re-evaluates
     it at the bound (0 if it pushes further into the bound, unchanged if it leads away).
     """
-    soc = state.soc_mwhr
-    eff = spec.efficiency
-    soc_min = spec.soc_min_mwhr
-    soc_max = spec.soc_max_mwhr
+    if dt_s <= 0.0:
+        return soc, p0, 0, 0.0, 0.0
+    if p0 == target:
+        if p0 == 0.0:  # idle: nothing moves (the common case in a large fleet)
+            return soc, 0.0, 0, 0.0, 0.0
+        pieces: Sequence[tuple[float, float, float]] = ((dt_s, p0, p0),)
+    else:
+        pieces = _segments(p0, target, lim.ramp_mw_per_s, dt_s)
+    eff = lim.efficiency
+    soc_min = lim.soc_min_mwhr
+    soc_max = lim.soc_max_mwhr
     discharged = 0.0
     charged = 0.0
-    p_last = state.current_mw
-    if dt_s <= 0.0:
-        return StepResult(state, Alarm(0), 0.0, 0.0)
+    p_last = p0
     elapsed = 0.0
-    for duration, pa, pb in _segments(state.current_mw, target, spec.ramp_mw_per_s, dt_s):
+    for duration, pa, pb in pieces:
         if duration <= 0.0:
             continue
         energy = (pa + pb) * 0.5 * duration / _S_PER_H  # MWh at the terminals, signed
-        hit = Alarm(0)
+        hit = 0
         if energy > 0.0:
             # Discharge: SOC loses E / efficiency (one-way efficiency, DESIGN §3.3).
             room = max(soc - soc_min, 0.0) * eff  # terminal energy available before soc_min
             if energy > room:
-                hit, bound, delivered = Alarm.SOC_LOW, soc_min, room
+                hit, bound, delivered = _SOC_LOW, soc_min, room
                 discharged += room
             else:
                 soc -= energy / eff
@@ -133,26 +178,26 @@ def step(spec: AssetSpec, state: PhysicalState, target: float, dt_s: float) -> S
             # Charge: SOC gains |E| × efficiency.
             room = max(soc_max - soc, 0.0) / eff  # terminal energy accepted before soc_max
             if -energy > room:
-                hit, bound, delivered = Alarm.SOC_HIGH, soc_max, room
+                hit, bound, delivered = _SOC_HIGH, soc_max, room
                 charged += room
             else:
                 soc -= energy * eff
                 charged -= energy
         if hit:
             at_s = elapsed + _time_to_energy(duration, abs(pa), abs(pb), delivered)
-            rest = step(
-                spec,
-                PhysicalState(bound, 0.0),
-                target_mw(spec, bound, target, tripped=False),
-                dt_s - at_s,
+            r_soc, r_mw, r_hit, r_dis, r_chg = integrate(
+                lim, bound, 0.0, target_for(lim, bound, target, False, 0.0), dt_s - at_s
             )
-            return StepResult(
-                rest.state,
-                hit | rest.hit_bound,
-                discharged + rest.discharged_mwhr,
-                charged + rest.charged_mwhr,
-            )
+            return r_soc, r_mw, hit | r_hit, discharged + r_dis, charged + r_chg
         elapsed += duration
         p_last = pb
     soc = min(max(soc, soc_min), soc_max)
-    return StepResult(PhysicalState(soc, p_last), Alarm(0), discharged, charged)
+    return soc, p_last, 0, discharged, charged
+
+
+def step(spec: AssetSpec, state: PhysicalState, target: float, dt_s: float) -> StepResult:
+    """Typed form of :func:`integrate` for one asset."""
+    soc, mw, hit, dis, chg = integrate(
+        Limits.of(spec), state.soc_mwhr, state.current_mw, target, dt_s
+    )
+    return StepResult(PhysicalState(soc, mw), ALARM_BY_BITS[hit], dis, chg)

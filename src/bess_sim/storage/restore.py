@@ -6,7 +6,7 @@ Rules (docs/persistence.md "Restore"):
 - Simulated time is treated as paused while the process was down: the run resumes at
   ``max(configured start, latest persisted ts, latest in-effect submitted_at)``, so new rows
   never collide with persisted ``(asset_id, ts)`` keys.
-- The dispatch still in effect keeps ``submitted_at + duration_s − last ts of that asset``
+- The dispatch still in effect keeps ``submitted_at + duration_s - last ts of that asset``
   seconds (never more than its duration); one whose time had passed is marked ``completed``
   at ``submitted_at + duration_s``. Should several records of an asset still say
   ``accepted`` (a crash between two writes), the newest wins and the others become

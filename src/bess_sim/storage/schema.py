@@ -218,7 +218,8 @@ ON CONFLICT (asset_id, ts) DO NOTHING
 
 # ---------------------------------------------------------------- history
 _RANGE = """asset_id = $1
-    AND ts >= coalesce($2::timestamptz, '-infinity') AND ts <= coalesce($3::timestamptz, 'infinity')"""
+    AND ts >= coalesce($2::timestamptz, '-infinity')
+    AND ts <= coalesce($3::timestamptz, 'infinity')"""
 HISTORY_RAW = f"""
 SELECT ts, soc_mwhr, soc_pct, current_mw, setpoint_mw, status, alarms
 FROM telemetry WHERE {_RANGE}

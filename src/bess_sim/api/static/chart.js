@@ -1,6 +1,6 @@
 // Minimal time-series line chart on <canvas> (no libraries: the dashboard runs air-gapped).
 // series: [{label, color, points: [[t_ms, y], ...], step: bool, dash: [..]}]
-// opts:   {yMin, yMax, unit, zero: bool}
+// opts:   {yMin, yMax, zero: bool, minSpan, floor, ceil}
 
 const PAD = { left: 48, right: 10, top: 10, bottom: 22 };
 
@@ -57,14 +57,21 @@ export function drawChart(canvas, series, opts = {}) {
   if (opts.yMin !== undefined) y0 = Math.min(y0, opts.yMin);
   if (opts.yMax !== undefined) y1 = Math.max(y1, opts.yMax);
   if (opts.zero) { y0 = Math.min(y0, 0); y1 = Math.max(y1, 0); }
-  if (y1 - y0 < 1e-9) { y0 -= 1; y1 += 1; }
+  const minSpan = opts.minSpan || 1e-6;
+  if (y1 - y0 < minSpan) {
+    const mid = (y0 + y1) / 2;
+    y0 = mid - minSpan / 2;
+    y1 = mid + minSpan / 2;
+  }
+  if (opts.floor !== undefined && y0 < opts.floor) { y1 += opts.floor - y0; y0 = opts.floor; }
+  if (opts.ceil !== undefined && y1 > opts.ceil) { y0 -= y1 - opts.ceil; y1 = opts.ceil; }
   if (t1 - t0 < 1) t1 = t0 + 1000;
 
   const w = cssW - PAD.left - PAD.right;
   const h = cssH - PAD.top - PAD.bottom;
   const ystep = niceStep(y1 - y0, Math.max(2, Math.floor(h / 28)));
-  y0 = Math.floor(y0 / ystep) * ystep;
-  y1 = Math.ceil(y1 / ystep) * ystep;
+  y0 = Math.floor(y0 / ystep + 1e-9) * ystep;
+  y1 = Math.ceil(y1 / ystep - 1e-9) * ystep;
   const X = (t) => PAD.left + ((t - t0) / (t1 - t0)) * w;
   const Y = (y) => PAD.top + (1 - (y - y0) / (y1 - y0)) * h;
 
