@@ -22,6 +22,9 @@ DEFAULT_MODBUS_BASE_PORT = 5020
 UNIT_ID_MIN, UNIT_ID_MAX = 1, 247
 
 
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class ConfigError(Exception):
     """A configuration file is unusable. ``str()`` is the operator-facing message."""
 
@@ -45,7 +48,8 @@ def read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(file, f"cannot read file: {exc.strerror or exc}") from None
     try:
-        return yaml.safe_load(text)
+        # libyaml's loader when present: 5× faster on a 1,000-asset file (2.8 s → 0.5 s, bench/).
+        return yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -139,20 +143,23 @@ def parse_assets(data: Any, file: str) -> FleetConfig:
     if unknown:
         raise ConfigError(file, "unknown top-level key", field=unknown[0])
     sites: list[Site] = []
+    site_ids: set[str] = set()
     for i, raw in enumerate(_list(file, data, "sites")):
         e = _Entry(file, "site", i, raw, _SITE_FIELDS)
         site = Site(id=e.uuid("id"), name=e.text("name"), location=e.optional_text("location"))
-        if any(s.id == site.id for s in sites):
+        if site.id in site_ids:
             raise e.error("id", f"duplicate site id {site.id}")
+        site_ids.add(site.id)
         sites.append(site)
-    site_ids = {s.id for s in sites}
     assets: list[AssetSpec] = []
+    asset_ids: set[str] = set()
     addresses: dict[tuple[int, int], str] = {}
     for i, raw in enumerate(_list(file, data, "assets")):
         e = _Entry(file, "asset", i, raw, _ASSET_FIELDS)
         spec = _parse_asset(e, i, site_ids)
-        if any(a.id == spec.id for a in assets):
+        if spec.id in asset_ids:
             raise e.error("id", f"duplicate asset id {spec.id}")
+        asset_ids.add(spec.id)
         key = (spec.modbus.port, spec.modbus.unit_id)
         if key in addresses:
             raise e.error(

@@ -77,8 +77,8 @@ async def test_every_point_reads_the_snapshot_values(runtime: Runtime, client_fo
             tol = abs(want) * 1e-6 + 1e-9 if p.type is PointType.FLOAT32 else p.scale / 2
             assert value == pytest.approx(want, abs=tol), (asset_id, p.table, p.name)
     # the state was not trivial: charging with a ramp, discharging with a duration
-    assert fleet.snapshot(ASSET_1).status.label == "charging"
-    assert fleet.snapshot(ASSET_2).status.label == "discharging"
+    assert fleet.snapshot(ASSET_1).status_label == "charging"
+    assert fleet.snapshot(ASSET_2).status_label == "discharging"
 
 
 async def test_range_read_returns_the_whole_table(runtime: Runtime, client_for: Client) -> None:

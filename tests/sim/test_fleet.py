@@ -90,13 +90,13 @@ def test_tripped_asset_rejects_and_trip_interrupts() -> None:
     fleet.trip("a1")
     assert fleet.dispatch_record(first.id).status is DispatchStatus.INTERRUPTED  # type: ignore[union-attr]
     snap = fleet.snapshot("a1")
-    assert snap.status is Status.FAULT and snap.alarms & Alarm.TRIP and snap.setpoint_mw == 0
+    assert snap.status == Status.FAULT and snap.alarms & Alarm.TRIP and snap.setpoint_mw == 0
     rejected = fleet.dispatch(req(5.0))
     assert rejected.status is DispatchStatus.REJECTED and "tripped" in (rejected.reason or "")
     fleet.advance(120)  # ramps down to 0 (target 0 while tripped)
     assert fleet.snapshot("a1").current_mw == 0.0
     fleet.reset_fault("a1")
-    assert fleet.snapshot("a1").status is Status.IDLE
+    assert fleet.snapshot("a1").status == Status.IDLE
     assert fleet.dispatch(req(5.0)).status is DispatchStatus.ACCEPTED
 
 
@@ -177,13 +177,13 @@ def test_soc_alarms_and_status() -> None:
     )  # fmt: skip
     fleet = make_fleet(spec)
     fleet.dispatch(req(10.0))
-    assert fleet.advance(1)[0].status is Status.DISCHARGING
+    assert fleet.advance(1)[0].status == Status.DISCHARGING
     snap = fleet.advance(600)[0]
     assert snap.soc_mwhr == 0.0 and snap.current_mw == 0.0
-    assert snap.alarm_names == ("soc_low",) and snap.status is Status.IDLE
+    assert snap.alarm_names == ("soc_low",) and snap.status == Status.IDLE
     fleet.dispatch(req(-10.0))
     snap = fleet.advance(1)[0]
-    assert snap.status is Status.CHARGING and snap.alarms == Alarm(0)
+    assert snap.status == Status.CHARGING and snap.alarms == 0
 
 
 def test_history_buffer_bounded_newest_first_and_ranges() -> None:

@@ -105,7 +105,7 @@ def test_bucket_snapshots_pure() -> None:
     assert out[0].soc_mwhr == pytest.approx((120 + 130 + 140) / 3)
     assert out[2].soc_mwhr == pytest.approx(25.0)  # 0..50
     assert out[1].current_mw == 1.0 and out[2].current_mw == 0.0
-    assert out[1].status.label == "discharging"  # from the bucket's latest row
+    assert out[1].status_label == "discharging"  # from the bucket's latest row
     assert out[0].sim_time_s == 120.0
     assert bucket_snapshots(rows, 60.0, limit=2) == out[:2]
     with pytest.raises(ValueError):

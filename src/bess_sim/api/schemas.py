@@ -226,7 +226,7 @@ def telemetry_dict(s: Snapshot, *, as_json: bool = True) -> dict[str, Any]:
         "setpoint_mw": r9(s.setpoint_mw),
         "max_mw": r9(s.max_mw),
         "min_mw": r9(s.min_mw),
-        "status": s.status.label,
+        "status": s.status_label,
         "alarms": list(s.alarm_names),
     }
 

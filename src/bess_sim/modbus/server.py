@@ -331,8 +331,9 @@ class _Connection(ServerRequestHandler):
         port, pending = self._port, self._pending
         while pending:
             reply = await port.process(pending.popleft(), self._peer)
-            transport = self.transport
-            if not isinstance(transport, asyncio.WriteTransport) or self.is_closing:
+            # Duck-typed: uvloop's TCPTransport is not an asyncio.WriteTransport subclass.
+            transport = cast(asyncio.Transport | None, self.transport)
+            if transport is None or self.is_closing:
                 pending.clear()
                 return
             transport.write(reply)
@@ -343,9 +344,9 @@ class _Connection(ServerRequestHandler):
             self.close()
 
     def _reading(self, on: bool) -> None:
-        transport = self.transport
-        if isinstance(transport, asyncio.ReadTransport):
-            with contextlib.suppress(RuntimeError):
+        transport = cast(asyncio.Transport | None, self.transport)
+        if transport is not None:
+            with contextlib.suppress(RuntimeError, AttributeError):
                 if on:
                     transport.resume_reading()
                 else:

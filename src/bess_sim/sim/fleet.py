@@ -16,12 +16,19 @@ from datetime import UTC, datetime, timedelta
 
 from . import physics
 from .dispatch import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, validate
-from .model import ALARM_BY_BITS, Alarm, AssetSpec, FleetConfig, Site, Snapshot, Status
+from .model import Alarm, AssetSpec, FleetConfig, Site, Snapshot, Status
 
 # Events closer than this to the end of a sub-step fire in it (float rounding of sim time).
 _EVENT_EPS_S = 1e-9
 # Status thresholds (DESIGN §3.5).
 _STATUS_DEADBAND_MW = 0.1
+# Plain ints in snapshots (see Snapshot: GC-untrackable).
+_IDLE, _CHARGING, _DISCHARGING, _FAULT = (
+    int(Status.IDLE),
+    int(Status.CHARGING),
+    int(Status.DISCHARGING),
+    int(Status.FAULT),
+)
 _SOC_LOW = int(Alarm.SOC_LOW)
 _SOC_HIGH = int(Alarm.SOC_HIGH)
 
@@ -358,13 +365,13 @@ class Fleet:
         if soc >= lim.soc_max_mwhr - physics.SOC_EPS_MWH:
             bits |= _SOC_HIGH
         if cell.tripped:
-            status = Status.FAULT
+            status = _FAULT
         elif mw > _STATUS_DEADBAND_MW:
-            status = Status.DISCHARGING
+            status = _DISCHARGING
         elif mw < -_STATUS_DEADBAND_MW:
-            status = Status.CHARGING
+            status = _CHARGING
         else:
-            status = Status.IDLE
+            status = _IDLE
         capacity = spec.capacity_mwhr
         # Positional: this runs for every asset on every tick (field order of Snapshot).
         return Snapshot(
@@ -380,7 +387,7 @@ class Fleet:
             spec.max_mw,
             spec.min_mw,
             status,
-            ALARM_BY_BITS[bits],
+            bits,
             cell.heartbeat,
         )
 

@@ -24,7 +24,10 @@ class Status(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return _STATUS_LABELS[self]
+
+
+_STATUS_LABELS = ("idle", "charging", "discharging", "fault")
 
 
 class Alarm(enum.IntFlag):
@@ -44,14 +47,18 @@ ALARM_NAMES: dict[Alarm, str] = {
 }
 
 
-def alarm_names(alarms: Alarm) -> tuple[str, ...]:
-    """Names of the set alarm bits, in bit order."""
-    return tuple(name for bit, name in ALARM_NAMES.items() if alarms & bit)
-
-
-#: Alarm values by bit pattern: ``Alarm(n)`` goes through enum machinery (~1 µs); the tick
-#: looks them up instead.
+#: Alarm values by bit pattern: ``Alarm(n)`` and ``alarms & bit`` go through enum machinery
+#: (~1 µs each; measured 12 µs for the names of one snapshot), and the tick and the DB writer
+#: need them for every asset, so both are looked up instead.
 ALARM_BY_BITS: tuple[Alarm, ...] = tuple(Alarm(i) for i in range(16))
+_NAMES_BY_BITS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(name for bit, name in ALARM_NAMES.items() if i & bit.value) for i in range(16)
+)
+
+
+def alarm_names(alarms: Alarm | int) -> tuple[str, ...]:
+    """Names of the set alarm bits, in bit order."""
+    return _NAMES_BY_BITS[int(alarms) & 0xF]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +133,12 @@ class Snapshot(NamedTuple):
     asset per tick: measured on this 2-core machine, a 14-field frozen dataclass costs ~7 µs
     to build against ~1.2 µs for a NamedTuple — 70 ms vs 12 ms per tick at 10,000 assets.
     Use ``snapshot._replace(...)`` to derive one.
+
+    Every field is an atomic value (``status`` and ``alarms`` are plain ints, not enum members)
+    so CPython's GC untracks the tuple: millions of them sit in the history ring and the DB
+    buffer, and with enum members inside, full collections paused the event loop for up to
+    986 ms (measured: 1,000 assets × 3,600 snapshots); atomic tuples make that cost vanish.
+    ``Status(snap.status)`` / ``Alarm(snap.alarms)`` give the typed values.
     """
 
     asset_id: str
@@ -139,9 +152,13 @@ class Snapshot(NamedTuple):
     setpoint_mw: float
     max_mw: float
     min_mw: float
-    status: Status
-    alarms: Alarm
+    status: int  # a Status value
+    alarms: int  # Alarm bits
     heartbeat: int
+
+    @property
+    def status_label(self) -> str:
+        return _STATUS_LABELS[self.status]
 
     @property
     def alarm_names(self) -> tuple[str, ...]:

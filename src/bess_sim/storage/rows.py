@@ -38,7 +38,7 @@ def telemetry_row(s: Snapshot) -> tuple[Any, ...]:
     """Row in schema.TELEMETRY_COLUMNS order."""
     return (
         s.asset_id, s.timestamp, s.soc_mwhr, s.soc_pct, s.current_mw, s.setpoint_mw,
-        s.status.label, list(s.alarm_names),
+        s.status_label, list(s.alarm_names),
     )  # fmt: skip
 
 
@@ -95,7 +95,7 @@ def snapshot_from_row(
         setpoint_mw=float(row["setpoint_mw"]),
         max_mw=spec.max_mw,
         min_mw=spec.min_mw,
-        status=parse_status(row["status"]),
-        alarms=parse_alarms(row["alarms"]),
+        status=int(parse_status(row["status"])),
+        alarms=int(parse_alarms(row["alarms"])),
         heartbeat=0,
     )

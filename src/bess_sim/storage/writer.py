@@ -15,6 +15,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..sim import DispatchRecord, Snapshot
 
@@ -51,7 +52,10 @@ class TelemetryBuffer:
         if max_rows < 1:
             raise ValueError("max_rows must be >= 1")
         self.max_rows = max_rows
-        self._rows: deque[Snapshot] = deque()
+        # Plain tuples, not Snapshots: CPython's GC untracks exact tuples of atomic values but
+        # never a NamedTuple, and an outage can hold a million rows here (see sim/history.py
+        # for the measured pauses).
+        self._rows: deque[tuple[Any, ...]] = deque()
         self._on_drop = on_drop
         self._drop_log = RateLimitedLog(log_every_s)
         self.accepted_total = 0  # rows ever accepted into the buffer
@@ -66,11 +70,11 @@ class TelemetryBuffer:
         space = self.max_rows - len(rows)
         n = len(snapshots)
         if n <= space:
-            rows.extend(snapshots)
+            rows.extend(map(tuple, snapshots))
             self.accepted_total += n
             return
         if space > 0:
-            rows.extend(snapshots[:space])
+            rows.extend(map(tuple, snapshots[:space]))
             self.accepted_total += space
         dropped = n - max(space, 0)
         self.dropped_total += dropped
@@ -83,7 +87,8 @@ class TelemetryBuffer:
         )
 
     def peek(self, n: int) -> list[Snapshot]:
-        return list(itertools.islice(self._rows, n))
+        make = Snapshot._make
+        return [make(row) for row in itertools.islice(self._rows, n)]
 
     def ack(self, n: int) -> None:
         rows = self._rows
