@@ -82,12 +82,17 @@ def _peer_text(peer: Any) -> str:
 class _AssetDevice:
     """Registers and command state of one asset; its ``action`` is the pymodbus hook."""
 
-    __slots__ = ("image", "service", "spec", "staged_duration_s")
+    __slots__ = ("image", "image_of", "service", "snapshot", "spec", "staged_duration_s")
 
-    def __init__(self, service: ModbusService, spec: AssetSpec, image: bytes) -> None:
+    def __init__(self, service: ModbusService, spec: AssetSpec, snapshot: Snapshot) -> None:
         self.service = service
         self.spec = spec
-        self.image = image  # input table, as packed by the input encoder; swapped per tick
+        # The latest snapshot, swapped in by each tick; its input-table image is packed on the
+        # first read after it (bench/: packing every asset on every tick cost ~2.7 µs an asset,
+        # 27 ms of a 10,000-asset tick, mostly for assets nobody polls that second).
+        self.snapshot = snapshot
+        self.image = b""
+        self.image_of: Snapshot | None = None
         self.staged_duration_s = 0.0  # holding duration_s: used by the next setpoint writes
 
     def holding_state(self) -> HoldingState:
@@ -116,6 +121,10 @@ class _AssetDevice:
         off = address - start_address
         if set_values is None:
             if func_code == FC_READ_INPUT:
+                snap = self.snapshot
+                if self.image_of is not snap:
+                    self.image = svc.input_encoder.pack(snap)
+                    self.image_of = snap
                 regs = svc.input_encoder.registers(self.image)
             elif func_code == FC_WRITE_SINGLE:
                 return None  # read-back of FC06: the response echoes the request (spec §6.6)
@@ -412,7 +421,7 @@ class ModbusService:
         self._devices: dict[str, _AssetDevice] = {}
         by_port: dict[int, list[_AssetDevice]] = {}
         for spec in fleet.specs:
-            dev = _AssetDevice(self, spec, self.input_encoder.pack(fleet.snapshot(spec.id)))
+            dev = _AssetDevice(self, spec, fleet.snapshot(spec.id))
             self._devices[spec.id] = dev
             by_port.setdefault(spec.modbus.port, []).append(dev)
         self._ports = [_Port(self, port, devs) for port, devs in by_port.items()]
@@ -432,13 +441,13 @@ class ModbusService:
     # ------------------------------------------------------------ telemetry sink
     def publish(self, snapshots: Sequence[Snapshot]) -> None:
         """Refresh the input registers from one tick's snapshots. Synchronous: every asset's
-        image is replaced by one assignment, so no read sees a half-updated snapshot."""
-        pack = self.input_encoder.pack
+        snapshot reference is replaced by one assignment and a read packs one immutable snapshot
+        without awaiting, so no read sees a half-updated snapshot (no torn 32-bit values)."""
         devices = self._devices
         for snap in snapshots:
             dev = devices.get(snap.asset_id)
             if dev is not None:
-                dev.image = pack(snap)
+                dev.snapshot = snap
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:

@@ -302,11 +302,14 @@ class Fleet:
         snapshot = self._snapshot
         for cell in self._assets.values():
             if cell.active is None:
-                # Fast path (no lifecycle event can fall inside the tick): one integration.
-                lim = cell.lim
-                soc, mw = cell.soc_mwhr, cell.current_mw
-                target = target_for(lim, soc, cell.setpoint_mw, cell.tripped, mw)
-                cell.soc_mwhr, cell.current_mw, _, _, _ = integrate(lim, soc, mw, target, dt_s)
+                # Fast path (no lifecycle event can fall inside the tick): one integration,
+                # none at all for an idle asset (0 MW, setpoint 0: nothing moves).
+                mw = cell.current_mw
+                if mw != 0.0 or cell.setpoint_mw != 0.0:
+                    lim = cell.lim
+                    soc = cell.soc_mwhr
+                    target = target_for(lim, soc, cell.setpoint_mw, cell.tripped, mw)
+                    cell.soc_mwhr, cell.current_mw, _, _, _ = integrate(lim, soc, mw, target, dt_s)
             else:
                 self._advance_asset(cell, t0, t1)
             snap = snapshot(cell, end_time, t1)

@@ -24,10 +24,10 @@ class Status(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return _STATUS_LABELS[self]
+        return STATUS_LABELS[self]
 
 
-_STATUS_LABELS = ("idle", "charging", "discharging", "fault")
+STATUS_LABELS = ("idle", "charging", "discharging", "fault")
 
 
 class Alarm(enum.IntFlag):
@@ -158,7 +158,7 @@ class Snapshot(NamedTuple):
 
     @property
     def status_label(self) -> str:
-        return _STATUS_LABELS[self.status]
+        return STATUS_LABELS[self.status]
 
     @property
     def alarm_names(self) -> tuple[str, ...]:

@@ -183,19 +183,35 @@ class Database:
     async def write_batch(
         self, dispatches: Sequence[tuple[Any, ...]], telemetry: Sequence[tuple[Any, ...]]
     ) -> int:
-        """Upsert dispatch records, then COPY telemetry into the staging table and merge it
-        with ON CONFLICT DO NOTHING — one transaction. Returns telemetry rows inserted (fewer
-        than given when a retried batch had already been committed)."""
-        inserted = 0
-        async with self._pool.acquire() as con, con.transaction():
-            if dispatches:
-                await con.executemany(schema.UPSERT_DISPATCH, dispatches)
+        """Upsert dispatch records and store telemetry in one transaction; returns telemetry
+        rows inserted (fewer than given when some were already stored).
+
+        Fast path: COPY straight into ``telemetry``. If any row already exists (a retried batch
+        whose commit had reached the server, or an earlier run's timestamps) the unique index
+        refuses the whole COPY; the batch is then copied into a staging table and merged with
+        ON CONFLICT DO NOTHING. bench/: the direct COPY runs at ~2× the merge's rows/s."""
+        async with self._pool.acquire() as con:
             if telemetry:
-                await con.copy_records_to_table(
-                    schema.STAGE_TABLE, records=telemetry, columns=schema.TELEMETRY_COLUMNS
-                )
-                inserted = _count(await con.execute(schema.MERGE_STAGE))
-        return inserted
+                try:
+                    async with con.transaction():
+                        if dispatches:
+                            await con.executemany(schema.UPSERT_DISPATCH, dispatches)
+                        await con.copy_records_to_table(
+                            "telemetry", records=telemetry, columns=schema.TELEMETRY_COLUMNS
+                        )
+                    return len(telemetry)
+                except asyncpg.UniqueViolationError:
+                    pass  # nothing of the transaction was kept; merge below
+            inserted = 0
+            async with con.transaction():
+                if dispatches:
+                    await con.executemany(schema.UPSERT_DISPATCH, dispatches)
+                if telemetry:
+                    await con.copy_records_to_table(
+                        schema.STAGE_TABLE, records=telemetry, columns=schema.TELEMETRY_COLUMNS
+                    )
+                    inserted = _count(await con.execute(schema.MERGE_STAGE))
+            return inserted
 
     # ------------------------------------------------------------ history
     async def history_raw(

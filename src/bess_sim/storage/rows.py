@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from ..sim import (
     Snapshot,
     Status,
 )
-from ..sim.model import ALARM_NAMES
+from ..sim.model import ALARM_NAMES, STATUS_LABELS, alarm_names
 
 _ALARM_BY_NAME = {name: bit for bit, name in ALARM_NAMES.items()}
 _STATUS_BY_LABEL = {s.label: s for s in Status}
@@ -40,6 +40,25 @@ def telemetry_row(s: Snapshot) -> tuple[Any, ...]:
         s.asset_id, s.timestamp, s.soc_mwhr, s.soc_pct, s.current_mw, s.setpoint_mw,
         s.status_label, list(s.alarm_names),
     )  # fmt: skip
+
+
+_I = {name: i for i, name in enumerate(Snapshot._fields)}
+_ID, _TS, _SOC, _PCT, _MW, _SP, _ST, _AL = (
+    _I[f] for f in (
+        "asset_id", "timestamp", "soc_mwhr", "soc_pct", "current_mw", "setpoint_mw", "status",
+        "alarms",
+    )
+)  # fmt: skip
+
+
+def telemetry_rows(snapshots: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """:func:`telemetry_row` for many snapshots given as plain tuples in Snapshot field order
+    (as the writer buffer keeps them): no Snapshot objects are built on the writer's path."""
+    return [
+        (t[_ID], t[_TS], t[_SOC], t[_PCT], t[_MW], t[_SP], STATUS_LABELS[t[_ST]],
+         list(alarm_names(t[_AL])))
+        for t in snapshots
+    ]  # fmt: skip
 
 
 def dispatch_row(r: DispatchRecord) -> tuple[Any, ...]:

@@ -369,10 +369,10 @@ class Storage:
                 except TimeoutError:
                     await db.ping()
                 continue
-            batch = buffer.peek(cfg.batch_rows)
+            batch = buffer.peek_raw(cfg.batch_rows)
             records = dispatches.peek()
             inserted = await db.write_batch(
-                [rows.dispatch_row(r) for r in records], [rows.telemetry_row(s) for s in batch]
+                [rows.dispatch_row(r) for r in records], rows.telemetry_rows(batch)
             )
             buffer.ack(len(batch))
             dispatches.ack(records)

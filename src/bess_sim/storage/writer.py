@@ -86,9 +86,9 @@ class TelemetryBuffer:
             "(counted in bess_db_dropped_rows)",
         )
 
-    def peek(self, n: int) -> list[Snapshot]:
-        make = Snapshot._make
-        return [make(row) for row in itertools.islice(self._rows, n)]
+    def peek_raw(self, n: int) -> list[tuple[Any, ...]]:
+        """The oldest ``n`` rows as plain tuples in Snapshot field order (the writer's path)."""
+        return list(itertools.islice(self._rows, n))
 
     def ack(self, n: int) -> None:
         rows = self._rows
