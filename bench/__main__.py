@@ -16,6 +16,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from .common import RESULTS_DIR, machine_info
@@ -40,7 +41,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--note", default="", help="free text recorded with the run")
     ap.add_argument("--output", default=str(RESULTS_DIR / "latest.json"))
+    ap.add_argument(
+        "--render",
+        metavar="JSON",
+        help="measure nothing: re-render the tables and targets of a saved full run "
+        "(e.g. bench/results/latest.json) into bench/RESULTS.md",
+    )
     args = ap.parse_args(argv)
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        saved["targets"] = targets(saved["parts"])
+        text = render(saved)
+        print(text)
+        if not saved.get("quick") and set(saved["parts"]) == set(PARTS):
+            (RESULTS_DIR.parent / "RESULTS.md").write_text(text)
+            print("[bench] wrote bench/RESULTS.md", file=sys.stderr)
+        return 0
     parts = tuple(args.only) if args.only else PARTS
     if args.install_extras:
         from . import extras
@@ -74,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"] = targets(results["parts"])
     text = render(results)
     print(text)
-    from pathlib import Path
-
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=str))

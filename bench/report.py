@@ -55,14 +55,22 @@ def targets(parts: dict[str, Any]) -> list[dict[str, Any]]:
     if _ok(p):
         assert p is not None
         row = next(r for r in p["summary"] if r["rate"] == "1Hz")
-        p99 = row["bess"]["p99_us"]
-        add(
-            "1,000 devices × 1 Hz: p99 < 1 ms",
-            p99,
-            p99 < 1000.0,
-            f"p99 {p99:,.0f} µs, p99.9 {row['bess']['p999_us']:,.0f} µs, "
-            f"missed polls {row['bess']['missed']}",
-        )
+        # `bess-sim run` uses uvloop when installed (a dependency): that is the figure the
+        # target is about; the asyncio-loop figure is reported beside it.
+        for system, label in (
+            ("bess+uvloop", "as `bess-sim run` runs it (uvloop)"),
+            ("bess", "on the stock asyncio loop"),
+        ):
+            if system not in row:
+                continue
+            p99 = row[system]["p99_us"]
+            add(
+                f"1,000 devices × 1 Hz: p99 < 1 ms, {label}",
+                p99,
+                p99 < 1000.0,
+                f"p99 {p99:,.0f} µs, p99.9 {row[system]['p999_us']:,.0f} µs, "
+                f"missed polls {row[system]['missed']}",
+            )
     d = parts.get("db")
     if _ok(d):
         assert d is not None
