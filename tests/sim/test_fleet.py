@@ -208,3 +208,23 @@ def test_importing_sim_loads_no_io_libraries() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_history_buffer_partial_publish_marks_absent_assets() -> None:
+    spec_b = AssetSpec(
+        id="b1", site_id="s1", name="BESS-B", location="", capacity_mwhr=10.0, max_mw=5.0,
+        min_mw=-5.0, ramp_rate_mw_per_min=60.0, efficiency=0.9, modbus=ModbusAddress(5021, 1),
+    )  # fmt: skip
+    fleet = Fleet(FleetConfig((Site("s1", "S", ""),), (SPEC, spec_b), "test"), T0)
+    hist = HistoryBuffer(["a1", "b1"], size=10)
+    fleet.dispatch(req(10.0))
+    full = fleet.advance(1)  # the tick's own list: fast path
+    hist.publish(full)
+    later = fleet.advance(1)
+    hist.publish([later[1]])  # only b1: a1 is absent from this frame
+    hist.publish([later[0]])  # a1 of the same tick, published on its own
+    a_rows = hist.query(HistoryQuery("a1"))
+    assert [r.sim_time_s for r in a_rows] == [2, 1]
+    assert a_rows[0] == later[0] and a_rows[1] == full[0]
+    assert [r.sim_time_s for r in hist.query(HistoryQuery("b1"))] == [2, 1]
+    assert hist.query(HistoryQuery("nope")) == []

@@ -300,8 +300,13 @@ class Fleet:
         integrate = physics.integrate
         target_for = physics.target_for
         snapshot = self._snapshot
+        modbus = DispatchSource.MODBUS
         for cell in self._assets.values():
-            if cell.active is None:
+            active = cell.active
+            if active is None or (
+                cell.active_end_s is None
+                and (active.source is not modbus or cell.watchdog_timeout_s <= 0.0)
+            ):
                 # Fast path (no lifecycle event can fall inside the tick): one integration,
                 # none at all for an idle asset (0 MW, setpoint 0: nothing moves).
                 mw = cell.current_mw
