@@ -1,4 +1,5 @@
-"""Per-asset telemetry ring buffer: the history store when no database is configured."""
+"""Telemetry ring buffer (per-tick fleet frames): the history store when no database is
+configured, and the fallback while it is down."""
 
 from __future__ import annotations
 
