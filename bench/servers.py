@@ -159,7 +159,7 @@ async def rest_bare(args: argparse.Namespace) -> None:
     import uvicorn
     from fastapi import FastAPI
 
-    from bess_sim.runtime import bind_tcp
+    from bess_sim.net import bind_tcp
 
     app = FastAPI()
     body = {
@@ -181,7 +181,7 @@ async def rest_bare(args: argparse.Namespace) -> None:
     async def telemetry(asset_id: str) -> dict[str, Any]:
         return {**body, "asset_id": asset_id}
 
-    sock = bind_tcp("127.0.0.1", 0, "HTTP")
+    sock = bind_tcp("127.0.0.1", 0)
     # Same uvicorn settings as Runtime._start_http, so the ratio measures the app, not uvicorn.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)

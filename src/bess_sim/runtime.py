@@ -11,9 +11,8 @@ import contextlib
 import dataclasses
 import logging
 import signal
-import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from types import TracebackType
@@ -26,9 +25,11 @@ from .clock import ManualClock, RealTimeClock
 from .metrics import Metrics
 from .modbus.points import RegisterMap
 from .modbus.server import ModbusBindError, ModbusService
+from .net import bind_tcp
 from .settings import Settings
 from .sim import DispatchRecord, Fleet, FleetConfig, HistoryBuffer, Snapshot
 from .sim.history import HistoryQuery, bucket_snapshots
+from .sim.model import TelemetrySink
 
 if TYPE_CHECKING:
     from .storage import Storage
@@ -48,12 +49,6 @@ class StartupError(Exception):
 
 class ClockModeError(Exception):
     """``step`` on the real-time clock."""
-
-
-class TelemetrySink(Protocol):
-    """Receives every tick's snapshots; must not block (the tick never waits)."""
-
-    def publish(self, snapshots: Sequence[Snapshot]) -> None: ...
 
 
 class HistorySource(Protocol):
@@ -265,7 +260,12 @@ class Runtime:
 
     async def _start_http(self) -> None:
         s = self.settings
-        sock = bind_tcp(s.http_host, s.http_port, "HTTP")
+        try:
+            sock = bind_tcp(s.http_host, s.http_port)
+        except OSError as exc:
+            raise StartupError(
+                f"HTTP port {s.http_host}:{s.http_port} cannot be bound: {exc.strerror or exc}"
+            ) from None
         self.http_port = sock.getsockname()[1]
         app = create_app(self)
         config = uvicorn.Config(
@@ -307,23 +307,6 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def bind_tcp(host: str, port: int, what: str) -> socket.socket:
-    """Bind a listening TCP socket, turning 'address in use' into a StartupError naming it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError as exc:
-        sock.close()
-        raise StartupError(
-            f"{what} port {host}:{port} cannot be bound: {exc.strerror or exc}"
-        ) from None
-    sock.setblocking(False)
-    return sock
 
 
 async def serve(settings: Settings, fleet_config: FleetConfig, register_map: RegisterMap) -> None:

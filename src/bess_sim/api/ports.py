@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from ..clock import ManualClock, RealTimeClock
 from ..metrics import Metrics
 from ..settings import Settings
 from ..sim import Fleet, HistoryQuery, Snapshot
-
-
-class TelemetrySink(Protocol):
-    def publish(self, snapshots: Sequence[Snapshot]) -> None: ...
+from ..sim.model import TelemetrySink
 
 
 class Supervisor(Protocol):

@@ -39,6 +39,7 @@ from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from ..metrics import Metrics
+from ..net import bind_tcp
 from ..sim import AssetSpec, DispatchRequest, DispatchSource, DispatchStatus, Fleet, Snapshot
 from .points import RegisterMap, Table
 from .registers import (
@@ -385,20 +386,6 @@ class _PortServer(ModbusTcpServer):
         return _Connection(self)
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(256)
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
 class ModbusService:
     """The Modbus face of one simulator: an async context manager (start binds every port,
     exit closes them) and a telemetry sink (``publish`` refreshes the input registers)."""
@@ -463,7 +450,7 @@ class ModbusService:
             f"{d.spec.name} (unit {unit})" for unit, d in sorted(port.devices.items())
         )
         try:
-            sock = _bind(self.host, port.port)
+            sock = bind_tcp(self.host, port.port)
         except OSError as exc:
             raise ModbusBindError(
                 f"Modbus port {self.host}:{port.port} cannot be bound "

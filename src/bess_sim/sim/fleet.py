@@ -300,12 +300,9 @@ class Fleet:
         integrate = physics.integrate
         target_for = physics.target_for
         snapshot = self._snapshot
-        modbus = DispatchSource.MODBUS
         for cell in self._assets.values():
-            active = cell.active
-            if active is None or (
-                cell.active_end_s is None
-                and (active.source is not modbus or cell.watchdog_timeout_s <= 0.0)
+            if cell.active is None or (
+                cell.active_end_s is None and cell.watchdog_deadline_s() is None
             ):
                 # Fast path (no lifecycle event can fall inside the tick): one integration,
                 # none at all for an idle asset (0 MW, setpoint 0: nothing moves).

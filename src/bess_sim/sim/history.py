@@ -53,7 +53,6 @@ class _Frame(NamedTuple):
     stored with C-level loops (~0.5 µs per asset) instead of per-asset Python code."""
 
     ts: datetime
-    ts_us: int
     sim_time_s: float
     cols: tuple[array[Any], ...]
 
@@ -102,8 +101,8 @@ class HistoryBuffer:
             if snap.asset_id in self._index:
                 by_ts.setdefault(snap.timestamp, []).append(snap)
         for group in sorted(by_ts.values(), key=lambda g: g[0].timestamp):
-            cols = tuple(array(t, [0] * len(self._ids)) for _, t in _COLUMNS)
-            cols[4][:] = array("B", [_ABSENT] * len(self._ids))
+            n = len(self._ids)
+            cols = tuple(array(t, [_ABSENT if name == "status" else 0] * n) for name, t in _COLUMNS)
             for snap in group:
                 i = self._index[snap.asset_id]
                 for col, get in zip(cols, _GETTERS, strict=True):
@@ -111,8 +110,7 @@ class HistoryBuffer:
             self._append(group[0], cols)
 
     def _append(self, snap: Snapshot, cols: tuple[array[Any], ...]) -> None:
-        ts = snap.timestamp
-        self._frames.append(_Frame(ts, (ts - BUCKET_ORIGIN) // _US, snap.sim_time_s, cols))
+        self._frames.append(_Frame(snap.timestamp, snap.sim_time_s, cols))
 
     def query(self, q: HistoryQuery) -> list[Snapshot]:
         """Raw snapshots, newest first (``q.bucket_s`` is not handled here)."""

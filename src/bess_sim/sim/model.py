@@ -9,9 +9,10 @@ Everything here is a frozen dataclass of plain values: no clock, no I/O (DESIGN 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 
 class Status(enum.IntEnum):
@@ -163,3 +164,10 @@ class Snapshot(NamedTuple):
     @property
     def alarm_names(self) -> tuple[str, ...]:
         return alarm_names(self.alarms)
+
+
+class TelemetrySink(Protocol):
+    """Receives every tick's snapshots (history ring, Modbus registers, DB writer, WebSocket
+    hub); ``publish`` is synchronous and must not block: the tick never waits."""
+
+    def publish(self, snapshots: Sequence[Snapshot]) -> None: ...
