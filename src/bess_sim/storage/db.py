@@ -8,8 +8,10 @@ asyncpg errors); the caller treats every failure as "database down, retry later"
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -32,12 +34,39 @@ class PruneCounts:
     sites: int
 
 
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """Result of :meth:`Database.reconcile`: the assets to prune (done separately, per asset,
+    see :meth:`Database.prune_asset`) and the sites already deleted."""
+
+    stale_assets: tuple[str, ...]
+    sites_removed: int
+
+
+def _preloaded(setting: str) -> bool:
+    """Whether ``shared_preload_libraries`` lists timescaledb (entries may be quoted or carry a
+    ``$libdir/`` path)."""
+    names = (e.strip().strip('"').rsplit("/", 1)[-1] for e in setting.split(","))
+    return "timescaledb" in names
+
+
 def _count(status: str) -> int:
     """Row count of a command tag such as ``DELETE 12`` or ``INSERT 0 7``."""
     try:
         return int(status.rsplit(" ", 1)[-1])
     except ValueError:
         return 0
+
+
+@contextlib.asynccontextmanager
+async def _transaction(con: Any) -> AsyncIterator[None]:
+    """``BEGIN … COMMIT`` for use inside ``Database._connection``. Unlike asyncpg's
+    ``transaction()`` it sends no ROLLBACK on error: the error path terminates the connection
+    and the server rolls back, whereas awaiting a ROLLBACK on a server that stopped answering
+    would hang for the whole command timeout."""
+    await con.execute("BEGIN")
+    yield
+    await con.execute("COMMIT")
 
 
 async def _init_connection(con: Any) -> None:
@@ -49,6 +78,10 @@ class Database:
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
+        # Set once CREATE EXTENSION failed on this server: later schema runs stay in plain mode
+        # instead of failing the same way at every retry.
+        self._timescale_failed = False
+        self.warnings: list[str] = []  # degraded-mode warnings, each logged once
 
     @classmethod
     async def connect(
@@ -83,49 +116,111 @@ class Database:
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             self._pool.terminate()
 
+    def terminate(self) -> None:
+        """Close every connection at once, without waiting for the server (shutdown against a
+        server that accepts and never answers)."""
+        self._pool.terminate()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection for one operation. When the operation fails or is cancelled the
+        connection is terminated, never reused: the server may have closed it (a FATAL such as
+        ``timescaledb must be preloaded``), or it may be stuck in a statement that will never
+        answer, where the pool's release would try to reset it over a dead socket. Terminating
+        also ends the session, which releases its advisory locks."""
+        con = await self._pool.acquire()
+        try:
+            yield con
+        except BaseException:
+            con.terminate()
+            raise
+        finally:
+            await self._pool.release(con)
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+            log.warning("%s", message)
+
     async def ping(self) -> None:
-        await self._pool.fetchval("SELECT 1")
+        async with self._connection() as con:
+            await con.fetchval("SELECT 1")
 
     # ------------------------------------------------------------ schema
     async def ensure_schema(self) -> tuple[Mode, int]:
-        """Create/upgrade the schema under the advisory lock; returns (mode, schema version)."""
-        async with self._pool.acquire() as con:
+        """Create/upgrade the schema under the advisory lock; returns (mode, schema version).
+        On failure the connection is terminated, which releases the session lock."""
+        async with self._connection() as con:
             await con.execute("SELECT pg_advisory_lock($1)", schema.SCHEMA_LOCK_KEY)
-            try:
-                mode = await self._timescale(con)
-                await con.execute(schema.SCHEMA_VERSION_DDL)
-                current = await con.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
-                for version, description, statements in schema.MIGRATIONS:
-                    if version <= current:
-                        continue
-                    async with con.transaction():
-                        for sql in statements:
-                            await con.execute(sql)
-                        await con.execute(
-                            "INSERT INTO schema_version (version, description) VALUES ($1, $2)",
-                            version,
-                            description,
-                        )
-                    log.info("database: applied schema version %d (%s)", version, description)
-                    current = version
-                if mode == "timescaledb":
-                    await self._timescale_setup(con)
-            finally:
-                await con.execute("SELECT pg_advisory_unlock($1)", schema.SCHEMA_LOCK_KEY)
+            mode = await self._timescale(con)
+            await con.execute(schema.SCHEMA_VERSION_DDL)
+            current = await con.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+            for version, description, statements in schema.MIGRATIONS:
+                if version <= current:
+                    continue
+                async with _transaction(con):
+                    for sql in statements:
+                        await con.execute(sql)
+                    await con.execute(
+                        "INSERT INTO schema_version (version, description) VALUES ($1, $2)",
+                        version,
+                        description,
+                    )
+                log.info("database: applied schema version %d (%s)", version, description)
+                current = version
+            if mode == "timescaledb":
+                await self._timescale_setup(con)
+            await con.execute("SELECT pg_advisory_unlock($1)", schema.SCHEMA_LOCK_KEY)
         return mode, int(current)
 
     async def _timescale(self, con: Any) -> Mode:
-        """``CREATE EXTENSION timescaledb`` best effort: plain PostgreSQL has no such extension
-        (or the role may not create it); both are fine, the tables are then plain tables."""
-        try:
-            await con.execute(schema.CREATE_TIMESCALE)
-        except asyncpg.PostgresError as exc:
-            log.debug("database: timescaledb not available: %s", exc)
-        version = await con.fetchval(schema.TIMESCALE_VERSION)
-        return "timescaledb" if version else "postgresql"
+        """TimescaleDB when the server can run it, else plain PostgreSQL.
+
+        ``CREATE EXTENSION timescaledb`` on a server where the extension is installed but not
+        in ``shared_preload_libraries`` (a common Debian/Ubuntu state) raises a FATAL error and
+        the server closes the connection, so availability and preloading are checked first
+        (pg_available_extensions, current_setting). The role not being allowed to create the
+        extension is the other degraded case; both give plain mode and one warning."""
+        probe = await con.fetchrow(schema.TIMESCALE_PROBE)
+        available, installed = probe["available"], probe["installed"]
+        if available is None and installed is None:
+            log.debug("database: timescaledb not available on the server")
+            return "postgresql"
+        if not _preloaded(probe["preload"] or ""):
+            self._warn_once(
+                "database: TimescaleDB is installed on the server but not loaded; running in "
+                "plain PostgreSQL mode. To use it, add timescaledb to shared_preload_libraries "
+                "in postgresql.conf (shared_preload_libraries = 'timescaledb') and restart "
+                "PostgreSQL"
+            )
+            return "postgresql"
+        if installed is None:
+            if self._timescale_failed:
+                return "postgresql"
+            try:
+                await con.execute(schema.CREATE_TIMESCALE)
+            except asyncpg.PostgresError as exc:
+                self._timescale_failed = True
+                self._warn_once(
+                    "database: CREATE EXTENSION timescaledb failed "
+                    f"({type(exc).__name__}: {exc}); running in plain PostgreSQL mode"
+                )
+                if con.is_closed():
+                    raise  # retried on a fresh connection, in plain mode
+                return "postgresql"
+        return "timescaledb"
 
     async def _timescale_setup(self, con: Any) -> None:
         await con.execute(schema.CREATE_HYPERTABLE)
+        license_ = await con.fetchval(schema.TIMESCALE_LICENSE)
+        if license_ == "apache":
+            # The Apache-2 build has no compression and no policies (both are in the
+            # Timescale-licensed module): hypertable and time_bucket only.
+            self._warn_once(
+                "database: TimescaleDB runs with timescaledb.license = 'apache': no compression "
+                "or retention policies (set timescaledb.license = 'timescale' to have them)"
+            )
+            return
         if not await con.fetchval(schema.COMPRESSION_ENABLED):
             await con.execute(schema.ENABLE_COMPRESSION)
         await con.execute(schema.ADD_COMPRESSION_POLICY)
@@ -138,30 +233,51 @@ class Database:
         assets: Sequence[tuple[Any, ...]],
         *,
         reset: bool,
-    ) -> PruneCounts:
+    ) -> Reconciled:
         """Optionally truncate, upsert ``sites``/``assets`` rows (UPSERT_SITE / UPSERT_ASSET
-        parameter order) and delete everything of assets/sites not in them. One transaction,
-        under the schema lock so two starting simulators do not interleave."""
+        parameter order), delete sites no longer listed that have no assets left, and name the
+        assets no longer listed. One transaction, under the schema lock so two starting
+        simulators do not interleave. The stale assets' rows are deleted by ``prune_asset``,
+        outside this step: that delete can be slow (compressed chunks) or fail, and must never
+        hold up restore and writing."""
         asset_ids = [a[0] for a in assets]
         site_ids = [s[0] for s in sites]
-        async with self._pool.acquire() as con:
+        async with self._connection() as con:
             await con.execute("SELECT pg_advisory_lock($1)", schema.SCHEMA_LOCK_KEY)
-            try:
-                async with con.transaction():
-                    if reset:
-                        await con.execute(schema.TRUNCATE_ALL)
-                    await con.executemany(schema.UPSERT_SITE, sites)
-                    await con.executemany(schema.UPSERT_ASSET, assets)
-                    stale = [r["id"] for r in await con.fetch(schema.STALE_ASSETS, asset_ids)]
-                    telemetry = dispatches = removed = 0
-                    if stale:
-                        telemetry = _count(await con.execute(schema.DELETE_TELEMETRY_OF, stale))
-                        dispatches = _count(await con.execute(schema.DELETE_DISPATCHES_OF, stale))
-                        removed = _count(await con.execute(schema.DELETE_ASSETS, stale))
-                    sites_removed = _count(await con.execute(schema.DELETE_STALE_SITES, site_ids))
-            finally:
-                await con.execute("SELECT pg_advisory_unlock($1)", schema.SCHEMA_LOCK_KEY)
-        return PruneCounts(removed, telemetry, dispatches, sites_removed)
+            async with _transaction(con):
+                if reset:
+                    await con.execute(schema.TRUNCATE_ALL)
+                await con.executemany(schema.UPSERT_SITE, sites)
+                await con.executemany(schema.UPSERT_ASSET, assets)
+                stale = [str(r["id"]) for r in await con.fetch(schema.STALE_ASSETS, asset_ids)]
+                sites_removed = _count(await con.execute(schema.DELETE_STALE_SITES, site_ids))
+            await con.execute("SELECT pg_advisory_unlock($1)", schema.SCHEMA_LOCK_KEY)
+        return Reconciled(tuple(stale), sites_removed)
+
+    async def prune_asset(self, asset_id: str, mode: Mode) -> tuple[int, int]:
+        """Delete one asset no longer configured, with its telemetry and dispatches, in one
+        transaction; returns (telemetry rows, dispatch records) deleted.
+
+        On TimescaleDB the telemetry delete decompresses the asset's compressed batches, and
+        Timescale refuses a transaction that decompresses more than
+        ``timescaledb.max_tuples_decompressed_per_dml_transaction`` tuples (100 000 by
+        default, 2.15 docs): two days of one asset at 1 s are 172 800. The limit is lifted
+        (0 = unlimited) for this transaction only. The id is written into the statement as a
+        uuid literal (validated by ``uuid.UUID``) rather than a parameter, so the planner can
+        narrow the delete to the ``segmentby asset_id`` batches of that asset."""
+        literal = str(uuid.UUID(asset_id))
+        async with self._connection() as con, _transaction(con):
+            if mode == "timescaledb":
+                await con.execute(schema.LIFT_DECOMPRESSION_LIMIT)
+            telemetry = _count(await con.execute(schema.delete_telemetry_of(literal)))
+            dispatches = _count(await con.execute(schema.DELETE_DISPATCHES_OF, literal))
+            await con.execute(schema.DELETE_ASSET, literal)
+            return telemetry, dispatches
+
+    async def prune_sites(self, site_ids: Sequence[str]) -> int:
+        """Delete sites no longer configured once none of their assets is left."""
+        async with self._connection() as con:
+            return _count(await con.execute(schema.DELETE_STALE_SITES, list(site_ids)))
 
     # ------------------------------------------------------------ restore
     async def latest_telemetry(self, asset_ids: Sequence[str]) -> list[Row]:
@@ -177,7 +293,8 @@ class Database:
         """(id, status, ended_at) for records still 'accepted'."""
         rows = list(ends)
         if rows:
-            await self._pool.executemany(schema.END_DISPATCH, rows)
+            async with self._connection() as con:
+                await con.executemany(schema.END_DISPATCH, rows)
 
     # ------------------------------------------------------------ writer
     async def write_batch(
@@ -190,10 +307,10 @@ class Database:
         whose commit had reached the server, or an earlier run's timestamps) the unique index
         refuses the whole COPY; the batch is then copied into a staging table and merged with
         ON CONFLICT DO NOTHING. bench/: the direct COPY runs at ~2× the merge's rows/s."""
-        async with self._pool.acquire() as con:
+        async with self._connection() as con:
             if telemetry:
                 try:
-                    async with con.transaction():
+                    async with _transaction(con):
                         if dispatches:
                             await con.executemany(schema.UPSERT_DISPATCH, dispatches)
                         await con.copy_records_to_table(
@@ -201,9 +318,9 @@ class Database:
                         )
                     return len(telemetry)
                 except asyncpg.UniqueViolationError:
-                    pass  # nothing of the transaction was kept; merge below
+                    await con.execute("ROLLBACK")  # the server answered: connection usable
             inserted = 0
-            async with con.transaction():
+            async with _transaction(con):
                 if dispatches:
                     await con.executemany(schema.UPSERT_DISPATCH, dispatches)
                 if telemetry:
@@ -237,5 +354,6 @@ class Database:
         return await self._fetch(sql, *args)
 
     async def _fetch(self, sql: str, *args: Any) -> list[Row]:
-        records: list[Mapping[str, Any]] = await self._pool.fetch(sql, *args)
+        async with self._connection() as con:
+            records: list[Mapping[str, Any]] = await con.fetch(sql, *args)
         return [dict(r) for r in records]

@@ -100,7 +100,15 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
 
 # ---------------------------------------------------------------- TimescaleDB (best effort)
 CREATE_TIMESCALE = "CREATE EXTENSION IF NOT EXISTS timescaledb"
-TIMESCALE_VERSION = "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+#: Whether the server can run TimescaleDB, checked before CREATE EXTENSION (see db._timescale).
+TIMESCALE_PROBE = """
+SELECT (SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb')
+           AS available,
+       (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb') AS installed,
+       current_setting('shared_preload_libraries') AS preload
+"""
+#: 'timescale' (community build: compression, policies) or 'apache' (neither).
+TIMESCALE_LICENSE = "SELECT current_setting('timescaledb.license', true)"
 #: Chunk of one simulated day: at 1 s ticks a 100-asset fleet writes 8.6 M rows/day, which
 #: keeps a chunk's indexes in memory on a small server (Timescale's guidance: chunk indexes
 #: should fit in ~25 % of memory).
@@ -153,12 +161,26 @@ ON CONFLICT (id) DO UPDATE SET
     updated_at = now()
 """
 STALE_ASSETS = "SELECT id FROM assets WHERE NOT (id = ANY($1::uuid[]))"
-# Stale ids come from the small assets table, so the telemetry delete is an index scan on
-# (asset_id, ts) per stale asset, never a scan of the whole telemetry table.
-DELETE_TELEMETRY_OF = "DELETE FROM telemetry WHERE asset_id = ANY($1::uuid[])"
-DELETE_DISPATCHES_OF = "DELETE FROM dispatches WHERE asset_id = ANY($1::uuid[])"
-DELETE_ASSETS = "DELETE FROM assets WHERE id = ANY($1::uuid[])"
-DELETE_STALE_SITES = "DELETE FROM sites WHERE NOT (id = ANY($1::uuid[]))"
+#: Sites no longer in assets.yaml, once no asset refers to them (stale assets are pruned one by
+#: one afterwards, then this runs again).
+DELETE_STALE_SITES = """
+DELETE FROM sites s WHERE NOT (s.id = ANY($1::uuid[]))
+    AND NOT EXISTS (SELECT 1 FROM assets a WHERE a.site_id = s.id)
+"""
+#: 0 = no limit, for the prune transaction only (SET LOCAL); the setting exists since 2.14.
+LIFT_DECOMPRESSION_LIMIT = (
+    "SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0"
+)
+
+
+def delete_telemetry_of(asset_uuid: str) -> str:
+    """One asset's telemetry: an index scan on (asset_id, ts) per chunk, and on compressed
+    chunks only that asset's segments. ``asset_uuid`` must be a validated uuid string."""
+    return f"DELETE FROM telemetry WHERE asset_id = '{asset_uuid}'::uuid"
+
+
+DELETE_DISPATCHES_OF = "DELETE FROM dispatches WHERE asset_id = $1::uuid"
+DELETE_ASSET = "DELETE FROM assets WHERE id = $1::uuid"
 
 # ---------------------------------------------------------------- restore
 #: Latest row per asset: one backward index probe on (asset_id, ts) per asset (LATERAL), never
