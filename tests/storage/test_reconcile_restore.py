@@ -64,8 +64,8 @@ async def test_reconcile_upserts_and_prunes_removed_assets(
     )
     caplog.set_level(logging.INFO, logger="bess_sim.storage")
     fleet = new_fleet(smaller)
-    async with make_storage(db_url, fleet):
-        pass
+    async with make_storage(db_url, fleet) as storage:
+        assert await storage.wait_pruned(60)  # the prune runs in the background
     assert await _count(sql, "assets") == 2
     assert await _count(sql, "sites") == 1
     assert await _count(sql, "telemetry", "asset_id = $1", ASSET_3) == 0

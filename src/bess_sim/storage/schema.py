@@ -168,9 +168,7 @@ DELETE FROM sites s WHERE NOT (s.id = ANY($1::uuid[]))
     AND NOT EXISTS (SELECT 1 FROM assets a WHERE a.site_id = s.id)
 """
 #: 0 = no limit, for the prune transaction only (SET LOCAL); the setting exists since 2.14.
-LIFT_DECOMPRESSION_LIMIT = (
-    "SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0"
-)
+LIFT_DECOMPRESSION_LIMIT = "SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0"
 
 
 def delete_telemetry_of(asset_uuid: str) -> str:

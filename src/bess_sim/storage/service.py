@@ -1,15 +1,19 @@
 """``Storage``: the persistence component of one simulator (DESIGN §7).
 
-Start-up (``async with Storage(...)``), before anything ticks:
-1. connect within ``startup_timeout_s``;
+Start-up (``async with Storage(...)``), before anything ticks, all within
+``startup_timeout_s`` together:
+1. connect;
 2. ensure the schema (advisory lock, schema_version, TimescaleDB when available);
-3. RESET_DB truncation, upsert of sites/assets, prune of what left assets.yaml;
+3. RESET_DB truncation, upsert of sites/assets, naming the assets that left assets.yaml;
 4. restore SOC / MW / trip / dispatch in effect from the latest rows (see ``restore.py``).
-If the database is unreachable at start-up the simulator starts fresh (status ``down``); the
-writer keeps retrying with exponential backoff and runs steps 2-3 (not 4: the run has already
-started ticking, restoring now would make SOC jump under a connected SCADA) once it is up.
+If the database is unreachable or too slow at start-up the simulator starts fresh (status
+``down``); the writer keeps retrying with exponential backoff and runs steps 2-3 (not 4: the
+run has already started ticking, restoring now would make SOC jump under a connected SCADA)
+once it is up. Pruning the assets that left assets.yaml runs in its own background task, per
+asset, retried with backoff: it never holds up restore or writing.
 
-The tick calls ``publish`` (synchronous, O(rows)); one background task writes batches.
+The tick calls ``publish`` (synchronous, O(rows)); one background task writes batches; one
+watches the age of the oldest unwritten row for ``/health``.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from ..metrics import Metrics
 from ..sim import DispatchRecord, Fleet, HistoryQuery, Snapshot
 from . import rows
 from .db import Database, Mode
+from .prune import prune_until_done
 from .restore import plan_restore
-from .writer import DispatchQueue, TelemetryBuffer
+from .writer import DispatchQueue, RateLimitedLog, TelemetryBuffer
 
 log = logging.getLogger("bess_sim.storage")
 
@@ -41,16 +46,31 @@ class StorageConfig:
     url: str
     reset: bool = False
     buffer_rows: int = 1_000_000
-    startup_timeout_s: float = 5.0  # connect at start-up; past it: start fresh, retry later
+    # The whole start-up step (connect, schema, reconcile, restore); past it: start fresh,
+    # serve, and keep trying in the background.
+    startup_timeout_s: float = 5.0
     connect_timeout_s: float = 5.0
     command_timeout_s: float = 30.0  # a half-open connection fails after this, then retried
-    batch_rows: int = 50_000
+    # Rows per write transaction. bench/drain_stall.py: at 50 000 rows a batch held the loop
+    # for tens of ms (row conversion + asyncpg's COPY encoding run without yielding); 2 000
+    # keeps each slice to a few ms at a small cost in drain rate.
+    batch_rows: int = 2_000
     retry_initial_s: float = 0.5
     retry_max_s: float = 10.0
     idle_ping_s: float = 5.0  # keeps /health truthful when nothing is being written
-    drain_timeout_s: float = 5.0  # clean shutdown: time allowed to write what is buffered
-    read_wait_s: float = 2.0  # history waits this long for rows already published
+    # /health says db down once a row (or dispatch record, or ping) has waited this long with
+    # no write acknowledged: a server that accepts and never answers shows within seconds,
+    # not after the 30 s command timeout.
+    stale_after_s: float = 5.0
+    drain_timeout_s: float = 5.0  # clean shutdown: the whole storage exit, writing included
+    history_timeout_s: float = 1.5  # past it, history answers from memory
+    prune_retry_initial_s: float = 5.0
+    prune_retry_max_s: float = 600.0
     recent_dispatches: int = 10_000  # dispatch records reloaded into memory on restore
+
+
+#: Part of ``drain_timeout_s`` kept for stopping the writer and closing connections.
+_CLOSE_RESERVE_S = 0.5
 
 
 def describe_url(url: str) -> str:
@@ -100,6 +120,11 @@ class Storage:
         self._wake = asyncio.Event()
         self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._prune_task: asyncio.Task[None] | None = None
+        self._progress_at = time.monotonic()  # last write or ping acknowledged
+        self._ping_since: float | None = None  # a ping in flight since
+        self._history_log = RateLimitedLog(30.0)
 
     # ------------------------------------------------------------ public
     @property
@@ -114,6 +139,24 @@ class Storage:
     def dropped_rows(self) -> int:
         return self._buffer.dropped_total
 
+    def stalled_s(self) -> float:
+        """Seconds the oldest pending item (telemetry row, dispatch record, ping in flight)
+        has waited since the later of its arrival and the writer's last acknowledged write;
+        0 when nothing is pending. A writer that keeps committing batches of a large backlog
+        is not stalled; one stuck on a silent server is."""
+        since = [
+            t
+            for t in (
+                self._buffer.oldest_unwritten_since(),
+                self._dispatches.pending_since,
+                self._ping_since,
+            )
+            if t is not None
+        ]
+        if not since:
+            return 0.0
+        return max(0.0, time.monotonic() - max(min(since), self._progress_at))
+
     def publish(self, snapshots: Sequence[Snapshot]) -> None:
         """Called by the tick: append to the bounded buffer and wake the writer. Never waits."""
         self._buffer.publish(snapshots)
@@ -121,27 +164,40 @@ class Storage:
         self._wake.set()
 
     async def history(self, q: HistoryQuery) -> list[Snapshot]:
-        """From the database (after waiting briefly for rows already published, so a read
-        right after a step sees them); from memory while the database is down."""
+        """From the database (after waiting for rows already published, so a read right after
+        a step sees them); from memory while the database is down, and when waiting plus the
+        query take longer than ``history_timeout_s`` (a slow or silent server, or a backlog
+        still draining: memory then holds the newest rows)."""
         if not self.fleet.has_asset(q.asset_id):
             return []
         db = self._db
         if db is None or not self._ready or self._status != "ok" or self.mode is None:
-            return self._fallback(q) if self._fallback is not None else []
-        await self.wait_written(self.config.read_wait_s)
+            return self._memory(q)
         spec = self.fleet.spec(q.asset_id)
         start = self.fleet.start_time
         try:
-            if q.bucket_s is None:
-                found = await db.history_raw(q.asset_id, q.start, q.end, q.limit)
-                return [rows.snapshot_from_row(spec, start, r, r["ts"]) for r in found]
-            found = await db.history_buckets(
-                self.mode, q.asset_id, q.start, q.end, q.limit, q.bucket_s
+            async with asyncio.timeout(self.config.history_timeout_s):
+                if not await self.wait_written(self.config.history_timeout_s):
+                    raise TimeoutError
+                if q.bucket_s is None:
+                    found = await db.history_raw(q.asset_id, q.start, q.end, q.limit)
+                    return [rows.snapshot_from_row(spec, start, r, r["ts"]) for r in found]
+                found = await db.history_buckets(
+                    self.mode, q.asset_id, q.start, q.end, q.limit, q.bucket_s
+                )
+                return [rows.snapshot_from_row(spec, start, r, r["bucket"]) for r in found]
+        except TimeoutError:
+            self._history_log.add(
+                1,
+                "database: %d history requests answered from memory (database not answering "
+                f"within {self.config.history_timeout_s:g} s)",
             )
-            return [rows.snapshot_from_row(spec, start, r, r["bucket"]) for r in found]
         except Exception as exc:
             log.warning("database: history query failed (%s); answering from memory", _reason(exc))
-            return self._fallback(q) if self._fallback is not None else []
+        return self._memory(q)
+
+    def _memory(self, q: HistoryQuery) -> list[Snapshot]:
+        return self._fallback(q) if self._fallback is not None else []
 
     def _on_dispatch(self, record: DispatchRecord) -> None:
         """Fleet listener (synchronous, called inside a REST/Modbus request): enqueue only."""
@@ -181,22 +237,31 @@ class Storage:
         cfg = self.config
         tripped: list[str] = []
         try:
-            self._db = await asyncio.wait_for(self._connect(), cfg.startup_timeout_s)
-            tripped = await self._setup(self._db, restore=True)
+            async with asyncio.timeout(cfg.startup_timeout_s):
+                self._db = await self._connect()
+                tripped = await self._setup(self._db, restore=True)
+            self._progress_at = time.monotonic()
             self._set_status("ok")
         except Exception as exc:
+            self._ready = False
+            reason = (
+                f"start-up step not done within {cfg.startup_timeout_s:g} s"
+                if isinstance(exc, TimeoutError)
+                else _reason(exc)
+            )
             self._set_status("down", exc)
             log.warning(
                 "database: %s not usable at start-up (%s); starting with a fresh state "
                 "(no restore) and persisting once it is up",
                 self.where,
-                _reason(exc),
+                reason,
             )
         # Registered after the restore: re-applied records are already in the database.
         self.fleet.add_dispatch_listener(self._on_dispatch)
         for asset_id in tripped:
             self.fleet.trip(asset_id)
         self._task = asyncio.create_task(self._run(), name="bess-db-writer")
+        self._watch_task = asyncio.create_task(self._watch(), name="bess-db-watch")
         return self
 
     async def __aexit__(
@@ -205,11 +270,24 @@ class Storage:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Bounded by ``drain_timeout_s`` in total, whatever the server does: write what is
+        buffered while time is left, then stop the writer; connections still busy (a server
+        that stopped answering) are terminated rather than waited for."""
+        cfg = self.config
+        deadline = time.monotonic() + cfg.drain_timeout_s
+        for aux in (self._watch_task, self._prune_task):
+            if aux is not None:
+                aux.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await aux
         if self._status == "ok":
-            await self.flush(self.config.drain_timeout_s)
+            await self.flush(max(0.0, deadline - time.monotonic() - _CLOSE_RESERVE_S))
         task = self._task
         if task is not None:
             task.cancel()
+            await asyncio.wait({task}, timeout=max(0.05, deadline - time.monotonic()))
+            if not task.done() and self._db is not None:
+                self._db.terminate()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._buffer or self._dispatches:
@@ -219,7 +297,7 @@ class Storage:
                 len(self._dispatches),
             )
         if self._db is not None:
-            await self._db.close()
+            await self._db.close(max(0.05, deadline - time.monotonic()))
 
     # ------------------------------------------------------------ internals
     async def _connect(self) -> Database:
@@ -231,11 +309,13 @@ class Storage:
         )
 
     async def _setup(self, db: Database, *, restore: bool) -> list[str]:
-        """Schema, reset, reconcile, prune, and (at start-up only) restore. Returns the assets
-        to trip once the dispatch listener is in place."""
+        """Schema, reset, reconcile, and (at start-up only) restore; starts the prune of the
+        assets no longer configured. Returns the assets to trip once the dispatch listener is
+        in place."""
         fleet = self.fleet
         self.mode, self.schema_version = await db.ensure_schema()
-        counts = await db.reconcile(
+        site_ids = [s.id for s in fleet.sites]
+        done = await db.reconcile(
             [rows.site_row(s) for s in fleet.sites],
             [rows.asset_row(a) for a in fleet.specs],
             reset=self.config.reset,
@@ -243,21 +323,34 @@ class Storage:
         log.info("database: %s at %s (schema v%d)", self.mode, self.where, self.schema_version)
         if self.config.reset:
             log.warning("database: RESET_DB: truncated assets, telemetry and dispatches")
-        if counts.assets or counts.sites:
-            log.warning(
-                "database: pruned %d assets no longer in %s (%d telemetry rows, %d dispatches) "
-                "and %d sites",
-                counts.assets,
-                fleet.config.source,
-                counts.telemetry,
-                counts.dispatches,
-                counts.sites,
-            )
         tripped: list[str] = []
         if restore:
             tripped = await self._restore(db)
         self._ready = True
+        idle = self._prune_task is None or self._prune_task.done()
+        if (done.stale_assets or done.sites_removed) and idle:
+            cfg = self.config
+            self._prune_task = asyncio.create_task(
+                prune_until_done(
+                    db,
+                    self.mode,
+                    done,
+                    site_ids,
+                    source=str(fleet.config.source),
+                    retry_initial_s=cfg.prune_retry_initial_s,
+                    retry_max_s=cfg.prune_retry_max_s,
+                ),
+                name="bess-db-prune",
+            )
         return tripped
+
+    async def wait_pruned(self, timeout_s: float) -> bool:
+        """Wait for the background prune (if any) to finish; True if it did."""
+        task = self._prune_task
+        if task is None:
+            return True
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        return bool(done)
 
     async def _restore(self, db: Database) -> list[str]:
         fleet = self.fleet
@@ -355,6 +448,25 @@ class Storage:
             else:  # pragma: no cover - _write_forever only returns by raising
                 delay = cfg.retry_initial_s
 
+    async def _watch(self) -> None:
+        """Turn /health to ``down`` when the writer stopped making progress (stalled_s), e.g.
+        a server that accepts and never answers, long before the command timeout fires."""
+        cfg = self.config
+        every = min(0.5, cfg.stale_after_s / 4)
+        while True:
+            await asyncio.sleep(every)
+            stalled = self.stalled_s()
+            if self._status == "ok" and stalled > cfg.stale_after_s:
+                self._set_status("down", TimeoutError(f"no write acknowledged for {stalled:.1f} s"))
+
+    async def _ping(self, db: Database) -> None:
+        self._ping_since = time.monotonic()
+        try:
+            await db.ping()
+        finally:
+            self._ping_since = None
+        self._progress_at = time.monotonic()
+
     async def _write_forever(self, db: Database) -> None:
         cfg = self.config
         buffer, dispatches = self._buffer, self._dispatches
@@ -362,18 +474,19 @@ class Storage:
             self._wake.clear()
             if not buffer and not dispatches:
                 if self._status != "ok":
-                    await db.ping()
+                    await self._ping(db)
                     self._set_status("ok")
                 try:
                     await asyncio.wait_for(self._wake.wait(), cfg.idle_ping_s)
                 except TimeoutError:
-                    await db.ping()
+                    await self._ping(db)
                 continue
             batch = buffer.peek_raw(cfg.batch_rows)
             records = dispatches.peek()
             inserted = await db.write_batch(
                 [rows.dispatch_row(r) for r in records], rows.telemetry_rows(batch)
             )
+            self._progress_at = time.monotonic()
             buffer.ack(len(batch))
             dispatches.ack(records)
             self.metrics.db_written_rows.inc(inserted)

@@ -61,6 +61,14 @@ class TelemetryBuffer:
         self.accepted_total = 0  # rows ever accepted into the buffer
         self.written_total = 0  # rows acknowledged by the database
         self.dropped_total = 0
+        # (accepted_total after a publish, monotonic time of that publish): one entry per tick,
+        # so the age of the oldest unwritten row is known without a timestamp per row.
+        self._marks: deque[tuple[int, float]] = deque()
+        self._clock = time.monotonic
+
+    def oldest_unwritten_since(self) -> float | None:
+        """Monotonic time at which the oldest row not yet written was published."""
+        return self._marks[0][1] if self._marks else None
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -72,10 +80,12 @@ class TelemetryBuffer:
         if n <= space:
             rows.extend(map(tuple, snapshots))
             self.accepted_total += n
+            self._mark()
             return
         if space > 0:
             rows.extend(map(tuple, snapshots[:space]))
             self.accepted_total += space
+            self._mark()
         dropped = n - max(space, 0)
         self.dropped_total += dropped
         if self._on_drop is not None:
@@ -86,6 +96,10 @@ class TelemetryBuffer:
             "(counted in bess_db_dropped_rows)",
         )
 
+    def _mark(self) -> None:
+        if not self._marks or self._marks[-1][0] != self.accepted_total:
+            self._marks.append((self.accepted_total, self._clock()))
+
     def peek_raw(self, n: int) -> list[tuple[Any, ...]]:
         """The oldest ``n`` rows as plain tuples in Snapshot field order (the writer's path)."""
         return list(itertools.islice(self._rows, n))
@@ -95,6 +109,9 @@ class TelemetryBuffer:
         for _ in range(min(n, len(rows))):
             rows.popleft()
         self.written_total += n
+        marks = self._marks
+        while marks and marks[0][0] <= self.written_total:
+            marks.popleft()
 
 
 class DispatchQueue:
@@ -105,11 +122,14 @@ class DispatchQueue:
         self.max_records = max_records
         self._pending: OrderedDict[str, DispatchRecord] = OrderedDict()
         self._drop_log = RateLimitedLog(log_every_s)
+        self.pending_since: float | None = None  # monotonic time the queue became non-empty
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def put(self, record: DispatchRecord) -> None:
+        if not self._pending:
+            self.pending_since = time.monotonic()
         self._pending[record.id] = record
         self._pending.move_to_end(record.id)
         if len(self._pending) > self.max_records:
@@ -124,3 +144,5 @@ class DispatchQueue:
         for rec in written:
             if self._pending.get(rec.id) is rec:
                 del self._pending[rec.id]
+        if not self._pending:
+            self.pending_since = None
