@@ -2,7 +2,12 @@
 
 ``TEST_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``) names a server
 and a database to connect to for CREATE/DROP DATABASE. A server that cannot be reached makes the
-test fail — never skip (a CI job without its database must go red).
+test fail — never skip (a CI job without its database must go red). The whole directory also
+runs against a TimescaleDB server (``TEST_DATABASE_URL=<its url>``).
+
+``TEST_TIMESCALE_URL`` (and ``TEST_TIMESCALE_APACHE_URL``: a server with
+``timescaledb.license = 'apache'``) name TimescaleDB servers for the Timescale-only tests;
+those tests are skipped when the variable is unset and fail when it is set and unreachable.
 """
 
 from __future__ import annotations
@@ -36,10 +41,9 @@ def with_hostport(url: str, host: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{auth}{host}:{port}"))
 
 
-@pytest.fixture
-async def db_url() -> AsyncIterator[str]:
-    """URL of a fresh, empty database, dropped after the test."""
-    admin_url = server_url()
+@contextlib.asynccontextmanager
+async def fresh_database(admin_url: str) -> AsyncIterator[str]:
+    """Create ``bess_test_<random>`` on the server of ``admin_url``; drop it afterwards."""
     try:
         admin = await asyncpg.connect(admin_url, timeout=10)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
@@ -60,6 +64,27 @@ async def db_url() -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.fixture
+async def db_url() -> AsyncIterator[str]:
+    """URL of a fresh, empty database, dropped after the test."""
+    async with fresh_database(server_url()) as url:
+        yield url
+
+
+async def server_mode(url: str) -> str:
+    """The mode bess-sim must choose on this server, decided independently of the code under
+    test: TimescaleDB only when the extension is available *and* preloaded."""
+    con = await asyncpg.connect(url, timeout=10)
+    try:
+        available = await con.fetchval(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+        )
+        preload = await con.fetchval("SHOW shared_preload_libraries")
+    finally:
+        await con.close()
+    return "timescaledb" if available and "timescaledb" in preload else "postgresql"
 
 
 @pytest.fixture
@@ -84,6 +109,8 @@ class TcpProxy:
     - ``blackhole_after_commit()``: relay until the client sends a ``COMMIT``, then keep the
       connections open but discard everything the server sends: the commit reaches the server
       and its acknowledgement is lost (the case where a retried batch could duplicate rows);
+    - ``hang()``: keep every connection open and accept new ones, pass nothing either way (a
+      server that accepts and never answers);
     - ``restore()``: listen again and relay normally.
     """
 
@@ -95,6 +122,7 @@ class TcpProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.drop_replies = False
         self.drop_after_commit = False
+        self.silent = False
         self.connections = 0
 
     async def start(self) -> None:
@@ -103,6 +131,16 @@ class TcpProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.silent:  # accept, read, never answer
+            self._writers.add(writer)
+            try:
+                while await reader.read(65536):
+                    pass
+            except OSError:
+                pass
+            finally:
+                self._writers.discard(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -113,7 +151,7 @@ class TcpProxy:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, reply: bool) -> None:
             try:
                 while data := await src.read(65536):
-                    if reply and self.drop_replies:
+                    if self.silent or (reply and self.drop_replies):
                         continue
                     dst.write(data)
                     await dst.drain()
@@ -150,11 +188,16 @@ class TcpProxy:
             self._server = None
         self._reset_all()
 
+    def hang(self) -> None:
+        """The server host stops answering: live connections stay open but nothing goes
+        through either way; new connections are accepted and never answered."""
+        self.silent = True
+
     def blackhole_after_commit(self) -> None:
         self.drop_after_commit = True
 
     async def restore(self) -> None:
-        self.drop_replies = self.drop_after_commit = False
+        self.drop_replies = self.drop_after_commit = self.silent = False
         if self._server is None:
             self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
 

@@ -21,6 +21,7 @@ from bess_sim.runtime import Runtime
 from bess_sim.settings import Settings
 from bess_sim.sim import DispatchRequest, HistoryQuery
 
+from .conftest import server_mode
 from .helpers import ASSET_1, START, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,5 +187,5 @@ async def test_restart_after_sigkill_restores_state_and_dispatch(
         "SELECT count(*) AS n, count(DISTINCT ts) AS d FROM telemetry WHERE asset_id = $1", ASSET_1
     )
     assert counts[0]["n"] == counts[0]["d"]
-    assert "database: postgresql at " in log.read_text()
+    assert f"database: {await server_mode(db_url)} at " in log.read_text()
     assert "besspassword" not in log.read_text()

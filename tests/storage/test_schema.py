@@ -1,4 +1,4 @@
-"""Schema: idempotent, safe when two processes ensure it at once, plain-PostgreSQL mode here."""
+"""Schema: idempotent, safe when two processes ensure it at once, in the mode the server allows."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import asyncio
 
 from bess_sim.storage.db import Database
 from bess_sim.storage.schema import MIGRATIONS
+
+from .conftest import server_mode
 
 TABLES = {"schema_version", "sites", "assets", "telemetry", "dispatches"}
 
@@ -25,7 +27,7 @@ async def test_schema_twice_is_idempotent(db_url: str, sql) -> None:
     finally:
         await db.close()
     latest = MIGRATIONS[-1][0]
-    assert first == second == ("postgresql", latest)
+    assert first == second == (await server_mode(db_url), latest)
     assert await _tables(sql) >= TABLES
     versions = await sql("SELECT version FROM schema_version ORDER BY version")
     assert [v["version"] for v in versions] == [m[0] for m in MIGRATIONS]
