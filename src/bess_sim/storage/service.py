@@ -51,10 +51,10 @@ class StorageConfig:
     startup_timeout_s: float = 5.0
     connect_timeout_s: float = 5.0
     command_timeout_s: float = 30.0  # a half-open connection fails after this, then retried
-    # Rows per write transaction. bench/drain_stall.py: at 50 000 rows a batch held the loop
-    # for tens of ms (row conversion + asyncpg's COPY encoding run without yielding); 2 000
-    # keeps each slice to a few ms at a small cost in drain rate.
-    batch_rows: int = 2_000
+    # Rows per write transaction, fed to COPY in slices of slice_rows with a yield to the loop
+    # between slices (bench/drain_stall.py: one 50 000-row COPY held the loop ~190 ms p99).
+    batch_rows: int = 20_000
+    slice_rows: int = 2_000
     retry_initial_s: float = 0.5
     retry_max_s: float = 10.0
     idle_ping_s: float = 5.0  # keeps /health truthful when nothing is being written
@@ -484,7 +484,10 @@ class Storage:
             batch = buffer.peek_raw(cfg.batch_rows)
             records = dispatches.peek()
             inserted = await db.write_batch(
-                [rows.dispatch_row(r) for r in records], rows.telemetry_rows(batch)
+                [rows.dispatch_row(r) for r in records],
+                batch,
+                slice_rows=cfg.slice_rows,
+                convert=rows.telemetry_rows,
             )
             self._progress_at = time.monotonic()
             buffer.ack(len(batch))
