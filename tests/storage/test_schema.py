@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from bess_sim.storage.db import Database
 from bess_sim.storage.schema import MIGRATIONS
@@ -49,3 +50,23 @@ async def test_schema_concurrently_from_two_connections(db_url: str, sql) -> Non
     assert await _tables(sql) >= TABLES
     rows = await sql("SELECT count(*) AS n FROM schema_version")
     assert rows[0]["n"] == len(MIGRATIONS)
+
+
+async def test_connection_closed_by_server_is_not_reused(db_url: str, sql) -> None:
+    """A connection the server closed (FATAL, admin command, restart) is discarded after the
+    failing operation; the next one gets a fresh connection (issue 9 item 1)."""
+    db = await Database.connect(db_url)
+    try:
+        await db.ensure_schema()
+        await sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        # May fail once: the client learns of the close only now. Reusing it would fail again.
+        with contextlib.suppress(Exception):
+            await db.ping()
+        for _ in range(3):
+            await db.ping()
+        assert (await db.ensure_schema())[1] == MIGRATIONS[-1][0]
+    finally:
+        await db.close()
