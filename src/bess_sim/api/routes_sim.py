@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from fastapi import APIRouter, Depends, HTTPException
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from .auth import require_token
 from .errors import R401, R422, validation_error
@@ -28,20 +28,29 @@ def build_router(sup: Supervisor) -> APIRouter:
         response_model=HealthOut,
         summary="Liveness and database state",
         tags=["operations"],
-        description="Always 200 while the process serves HTTP. `db` is `disabled` without "
+        description="200 while the simulator runs. `db` is `disabled` without "
         "DATABASE_URL, `down` while the database is unreachable (telemetry is buffered and "
-        "`status` reads `degraded`), else `ok`.",
+        "`status` reads `degraded`), else `ok`. 503 with `status` `failed` and an `error` "
+        "once the tick loop has failed (simulated time no longer advances; the cause is "
+        "logged): restart the simulator.",
+        response_model_exclude_none=True,
+        responses={503: {"model": HealthOut, "description": "The tick loop has failed."}},
     )
-    async def health() -> HealthOut:
+    async def health() -> HealthOut | JSONResponse:
         db = sup.db_status
         fleet = sup.fleet
-        return HealthOut(
-            status="degraded" if db == "down" else "ok",
+        failure = sup.failure
+        out = HealthOut(
+            status="failed" if failure is not None else "degraded" if db == "down" else "ok",
             tick=fleet.tick_count,
             sim_time_s=r9(fleet.sim_time_s),
             now=fleet.now,
             db=db,
+            error=failure,
         )
+        if failure is not None:
+            return JSONResponse(out.model_dump(mode="json"), status_code=503)
+        return out
 
     @router.get(
         "/metrics",
@@ -101,6 +110,7 @@ def build_router(sup: Supervisor) -> APIRouter:
             **R401,
             409: {"model": ErrorOut, "description": "The clock is real-time."},
             **R422,
+            503: {"model": ErrorOut, "description": "The tick loop has failed (see /health)."},
         },
     )
     async def step(body: StepIn) -> StepOut:
@@ -114,7 +124,14 @@ def build_router(sup: Supervisor) -> APIRouter:
                 f"{body.seconds:g} s is {ticks_needed} ticks of {clock.tick_interval_s:g} s; "
                 f"at most {MAX_STEP_TICKS} per step",
             )
-        ticks = await sup.step(body.seconds)
+        if sup.failure is not None:
+            raise HTTPException(503, sup.failure)
+        try:
+            ticks = await sup.step(body.seconds)
+        except Exception:
+            if sup.failure is None:
+                raise
+            raise HTTPException(503, sup.failure) from None
         fleet = sup.fleet
         return StepOut(
             ticks=ticks, tick=fleet.tick_count, sim_time_s=r9(fleet.sim_time_s), now=fleet.now

@@ -358,13 +358,17 @@ DISPATCH_STATUSES: tuple[DispatchStatus, ...] = tuple(DispatchStatus)
 
 # ---------------------------------------------------------------- health / clock / step
 class HealthOut(_Out):
-    status: Literal["ok", "degraded"] = Field(
-        description="degraded while the database is down (the simulator keeps running)."
+    status: Literal["ok", "degraded", "failed"] = Field(
+        description="degraded while the database is down (the simulator keeps running); "
+        "failed (HTTP 503) once the tick loop has stopped on an error."
     )
     tick: int = Field(description="Ticks run since start.")
     sim_time_s: float
     now: datetime = Field(description="Simulated UTC time.")
     db: Literal["ok", "down", "disabled"]
+    error: str | None = Field(
+        None, description="Only with status failed: why the tick loop stopped."
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
