@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_tcp_port, fleet_data
+from tests.conftest import ROOT, fleet_data, free_tcp_port
 
 
 def _assets(tmp_path: Path) -> Path:
