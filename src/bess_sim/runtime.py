@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import uvicorn
 
 from .api.app import create_app
+from .api.protocol import header_timeout_protocol
 from .clock import ManualClock, RealTimeClock
 from .metrics import Metrics
 from .modbus.points import RegisterMap
@@ -307,6 +308,7 @@ class Runtime:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            http=header_timeout_protocol(s.http_header_timeout_s),
             ws="websockets-sansio",
             timeout_graceful_shutdown=2,
         )

@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from . import routes_assets, routes_dispatch, routes_sim
 from .errors import install_handlers
+from .guard import HttpGuard
 from .ports import Supervisor
 from .ws import TelemetryHub
 
@@ -61,6 +62,8 @@ def create_app(sup: Supervisor) -> FastAPI:
         redoc_url=None,
     )
     install_handlers(app, sup.settings.api_token)
+    # Cross-site and body-size guards run before routing and body parsing (guard.py).
+    app.add_middleware(HttpGuard, max_body_bytes=sup.settings.http_max_body_bytes)
     app.include_router(routes_assets.build_router(sup))
     app.include_router(routes_dispatch.build_router(sup))
     app.include_router(routes_sim.build_router(sup))

@@ -1,0 +1,72 @@
+"""uvicorn's h11 HTTP protocol with a request-header deadline.
+
+uvicorn closes idle keep-alive connections (``timeout_keep_alive``) but cancels that timer as
+soon as any byte arrives, and sets no timer at all on a fresh connection: a client that sends
+half a request line, or headers one byte a minute ("slowloris"), holds its connection — and
+its file descriptor — forever. Here every connection has ``header_timeout_s`` to complete the
+request line and headers, from the moment it opens and again after each response (waiting for
+the next request on a keep-alive connection). A body upload in progress or a request being
+answered is never cut by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("bess_sim.api")
+
+
+def header_timeout_protocol(header_timeout_s: float) -> type[H11Protocol]:
+    """An ``H11Protocol`` subclass closing connections whose headers do not complete within
+    ``header_timeout_s`` seconds (pass it as ``uvicorn.Config(http=...)``)."""
+
+    class HeaderTimeoutH11Protocol(H11Protocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._header_timer: asyncio.TimerHandle | None = None
+
+        def _arm_header_timer(self) -> None:
+            self._disarm_header_timer()
+            self._header_timer = self.loop.call_later(header_timeout_s, self._header_timeout)
+
+        def _disarm_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _header_timeout(self) -> None:
+            self._header_timer = None
+            # IDLE: no complete request line + headers since the connection opened or the last
+            # response ended (h11 moves the client to SEND_BODY/DONE once they are complete).
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                log.debug(
+                    "http: closing %s: request headers incomplete after %gs",
+                    "%s:%d" % self.client if self.client else "client",
+                    header_timeout_s,
+                )
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm_header_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self._arm_header_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_header_timer()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutH11Protocol
