@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from .auth import require_token
 from .errors import R401, R422, validation_error
 from .ports import Supervisor
 from .schemas import ClockOut, ErrorOut, HealthOut, StepIn, StepOut, r9
+
+log = logging.getLogger("bess_sim.api")
 
 #: Prometheus text exposition format 0.0.4 — what every Prometheus server scrapes.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -113,7 +118,7 @@ def build_router(sup: Supervisor) -> APIRouter:
             503: {"model": ErrorOut, "description": "The tick loop has failed (see /health)."},
         },
     )
-    async def step(body: StepIn) -> StepOut:
+    async def step(body: StepIn, request: Request) -> StepOut | JSONResponse:
         clock = sup.clock
         if clock.kind != "manual":
             raise HTTPException(409, "the clock is real-time; start with --clock manual to step")
@@ -126,8 +131,29 @@ def build_router(sup: Supervisor) -> APIRouter:
             )
         if sup.failure is not None:
             raise HTTPException(503, sup.failure)
+        stepping = asyncio.ensure_future(sup.step(body.seconds))
+        gone = asyncio.ensure_future(_client_gone(request))
         try:
-            ticks = await sup.step(body.seconds)
+            await asyncio.wait({stepping, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not stepping.done():
+                # The client has gone (or this request was cancelled): nobody will read the
+                # answer, so stop at the next yield point instead of computing up to a year of
+                # ticks for no one. Ticks already run stay run (time does not go back).
+                stepping.cancel()
+                with contextlib.suppress(BaseException):
+                    await stepping
+                log.info(
+                    "sim/step of %gs abandoned by its client; stopped at tick %d",
+                    body.seconds,
+                    sup.fleet.tick_count,
+                )
+        if stepping.cancelled():
+            # Nobody reads this (nginx's 499 "client closed request"); it only ends the route.
+            return JSONResponse({"detail": "client closed request"}, status_code=499)
+        try:
+            ticks = stepping.result()
         except Exception:
             if sup.failure is None:
                 raise
@@ -138,3 +164,12 @@ def build_router(sup: Supervisor) -> APIRouter:
         )
 
     return router
+
+
+async def _client_gone(request: Request) -> None:
+    """Return once the client has disconnected. The body has been read, so the server's
+    ``receive`` now only answers ``http.disconnect`` (ASGI spec, HTTP connection scope)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
