@@ -197,10 +197,12 @@ async def test_chunked_body_over_the_cap_is_cut_off(
 
 
 async def test_body_within_the_cap_is_served(start_runtime: Callable[..., Runtime]) -> None:
-    async with start_runtime(modbus_enabled=False, http_max_body_bytes=1000) as rt:
-        async with httpx.AsyncClient(base_url=base_url(rt), timeout=IO_TIMEOUT_S) as c:
-            body = {"asset_id": ASSET_1, "mw": 5, "mode": "discharge"}
-            assert (await c.post("/dispatch", json=body)).status_code == 201
+    async with (
+        start_runtime(modbus_enabled=False, http_max_body_bytes=1000) as rt,
+        httpx.AsyncClient(base_url=base_url(rt), timeout=IO_TIMEOUT_S) as c,
+    ):
+        body = {"asset_id": ASSET_1, "mw": 5, "mode": "discharge"}
+        assert (await c.post("/dispatch", json=body)).status_code == 201
 
 
 @pytest.mark.parametrize(
@@ -261,7 +263,7 @@ async def test_abandoned_step_stops(start_runtime: Callable[..., Runtime]) -> No
     # 1,000,000 ticks of 0.01 s: far longer than this test (minutes on a busy machine).
     async with start_runtime(modbus_enabled=False, tick_interval_s=0.01) as rt:
         body = json.dumps({"seconds": 10_000}).encode()
-        reader, writer = await _raw(
+        _, writer = await _raw(
             rt.http_port,
             b"POST /sim/step HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (len(body), body),

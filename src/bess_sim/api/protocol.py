@@ -46,7 +46,7 @@ def header_timeout_protocol(header_timeout_s: float) -> type[H11Protocol]:
             if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
                 log.debug(
                     "http: closing %s: request headers incomplete after %gs",
-                    "%s:%d" % self.client if self.client else "client",
+                    f"{self.client[0]}:{self.client[1]}" if self.client else "client",
                     header_timeout_s,
                 )
                 self.transport.close()
