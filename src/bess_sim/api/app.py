@@ -39,6 +39,10 @@ REST and Modbus share one dispatch validation path.
   per tick: `{"type": "telemetry", "tick", "sim_time_s", "timestamp", "snapshots": [...]}`.
 * Errors: 404 unknown asset/dispatch, 422 malformed input or rejected dispatch, 409 step on the
   real-time clock, 401 missing token. Errors carry a JSON `detail`.
+* Numbers in bodies are strict JSON numbers (`true`, `"20"` are 422). Mutating requests from
+  another origin (browser `Origin` / `Sec-Fetch-Site`) get 403, bodies that are not
+  `application/json` 415, bodies over the size limit 413. `/health` answers 503 with
+  `status: failed` once the tick loop has failed.
 """
 
 _TAGS = [
