@@ -47,6 +47,10 @@ def read_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(file, f"cannot read file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            file, f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+        ) from None
     try:
         # libyaml's loader when present: 5× faster on a 1,000-asset file (2.8 s → 0.5 s, bench/).
         return yaml.load(text, Loader=_YAML_LOADER)

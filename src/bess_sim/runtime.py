@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import uvicorn
 
 from .api.app import create_app
+from .api.protocol import header_timeout_protocol
 from .clock import ManualClock, RealTimeClock
 from .metrics import Metrics
 from .modbus.points import RegisterMap
@@ -49,6 +50,10 @@ class StartupError(Exception):
 
 class ClockModeError(Exception):
     """``step`` on the real-time clock."""
+
+
+class TickFailedError(Exception):
+    """The tick loop has failed (see ``Runtime.failure``): time no longer advances."""
 
 
 class HistorySource(Protocol):
@@ -89,6 +94,7 @@ class Runtime:
         self._step_lock = asyncio.Lock()
         self._stack = AsyncExitStack()
         self._tick_task: asyncio.Task[None] | None = None
+        self._failure: str | None = None
         self.http_port: int | None = None
         self.modbus_ports: dict[int, int] = {}  # configured port → bound port
         self.modbus: ModbusService | None = None
@@ -121,10 +127,37 @@ class Runtime:
         chunks = clock.chunks(seconds)
         async with self._step_lock:
             for i, dt_s in enumerate(chunks, 1):
-                self.tick(dt_s)
+                if self._failure is not None:
+                    raise TickFailedError(self._failure)
+                try:
+                    self.tick(dt_s)
+                except Exception as exc:
+                    self._fail(exc)
+                    raise TickFailedError(self._failure) from None
                 if i % _STEP_YIELD_EVERY == 0:
                     await asyncio.sleep(0)
         return len(chunks)
+
+    @property
+    def failure(self) -> str | None:
+        """Why the tick loop stopped (None while it runs): /health answers 503 ``failed``."""
+        return self._failure
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = f"tick {self.fleet.tick_count + 1} failed: {type(exc).__name__}: {exc}"
+            log.error(
+                "tick loop stopped (simulated time %s): %s",
+                self.fleet.now.isoformat(),
+                self._failure,
+                exc_info=exc,
+            )
+
+    def _on_tick_task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            assert exc is not None
+            self._fail(exc)
 
     def _count_dispatch(self, record: DispatchRecord) -> None:
         self.metrics.dispatches.labels(record.source.value, record.status.value).inc()
@@ -210,6 +243,7 @@ class Runtime:
             self._tick_task = asyncio.create_task(
                 self.clock.run(self.tick, self._on_overrun), name="bess-tick"
             )
+            self._tick_task.add_done_callback(self._on_tick_task_done)
             self._stack.push_async_callback(self._stop_ticking)
         else:
             log.info(
@@ -242,7 +276,8 @@ class Runtime:
         task = self._tick_task
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A tick loop that failed earlier was logged then (``_fail``); shutdown stays clean.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
     async def _start_modbus(self) -> None:
@@ -273,6 +308,7 @@ class Runtime:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            http=header_timeout_protocol(s.http_header_timeout_s),
             ws="websockets-sansio",
             timeout_graceful_shutdown=2,
         )
@@ -313,7 +349,10 @@ async def serve(settings: Settings, fleet_config: FleetConfig, register_map: Reg
     """Run until SIGINT/SIGTERM, then shut down cleanly."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # The handlers in force before (the CLI's early ones, bess_sim.__main__) come back
+    # afterwards: asyncio's remove_signal_handler would leave SIGTERM at SIG_DFL (killed, -15).
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with Runtime(settings, fleet_config, register_map):
@@ -321,6 +360,8 @@ async def serve(settings: Settings, fleet_config: FleetConfig, register_map: Reg
             await stop.wait()
             log.info("shutting down")
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig, handler in previous.items():
             loop.remove_signal_handler(sig)
+            if handler is not None:
+                signal.signal(sig, handler)
     log.info("stopped")

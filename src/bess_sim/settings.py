@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,9 +25,13 @@ class Settings(BaseSettings):
     modbus_host: str = "127.0.0.1"
     modbus_enabled: bool = True
     tick_interval_s: float = Field(
-        1.0, gt=0, le=3600, validation_alias=AliasChoices("tick_interval_s", "BESS_TICK_INTERVAL")
+        1.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        validation_alias=AliasChoices("tick_interval_s", "BESS_TICK_INTERVAL"),
     )
-    speed: float = Field(1.0, gt=0, le=1_000_000)
+    speed: float = Field(1.0, gt=0, le=1_000_000, allow_inf_nan=False)
     clock: Literal["realtime", "manual"] = "realtime"
     start_time: datetime | None = Field(
         None, description="simulated UTC time at start (default: now, whole seconds)"
@@ -45,6 +50,17 @@ class Settings(BaseSettings):
     db_buffer_rows: int = Field(
         1_000_000, ge=1, description="telemetry rows held while the database is down"
     )
+    http_max_body_bytes: int = Field(
+        1_048_576, ge=1, le=1_073_741_824, description="largest HTTP request body (413 above)"
+    )
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="an HTTP connection whose request headers are not complete after this "
+        "many seconds is closed",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -61,3 +77,49 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("start_time")
+    @classmethod
+    def _sane_start(cls, value: datetime | None) -> datetime | None:
+        # The simulated clock must be able to run for years from the start (datetime ends at
+        # 9999-12-31): a start it cannot advance from would kill the tick loop at the first
+        # tick. Year 9000 leaves ~1000 years of headroom and refuses nothing a test needs.
+        if value is None:
+            return None
+        try:
+            utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise ValueError("start time out of range") from None
+        if utc.year >= MAX_START_YEAR:
+            raise ValueError(f"start time must be before the year {MAX_START_YEAR}, got {utc.year}")
+        return utc
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        check_database_url(value)
+        return value
+
+
+#: Simulated start times from this year on are refused (see ``Settings._sane_start``).
+MAX_START_YEAR = 9000
+
+
+def check_database_url(url: str) -> None:
+    """Raise ValueError (naming DATABASE_URL, without the password) unless ``url`` is a
+    PostgreSQL URL asyncpg can use: ``postgres[ql]://[user[:pw]@][host][:port][/db][?...]``.
+    A malformed URL is a configuration error (exit 2), not an outage to retry forever."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when not an integer in 0..65535
+    except ValueError as exc:
+        raise ValueError(f"DATABASE_URL is not a valid URL: {exc}") from None
+    if parts.scheme not in ("postgres", "postgresql"):
+        shown = parts.scheme or "none"
+        raise ValueError(
+            f"DATABASE_URL must start with postgresql:// or postgres:// (scheme {shown!r})"
+        )
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"DATABASE_URL port must be 1-65535, got {port}")

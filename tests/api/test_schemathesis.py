@@ -30,6 +30,18 @@ from tests.conftest import ASSET_1
 EXAMPLES_PER_OPERATION = 12
 
 
+#: 422s for rules between parameters, which OpenAPI 3.1 cannot express: Schemathesis then
+#: reports schema-valid data as rejected. Exactly these, with this exact reason, are allowed.
+_CROSS_PARAMETER_REASONS = ("start must not be after end",)
+
+
+def _cross_parameter_rule(exc: Exception) -> bool:
+    text = str(exc)
+    return "Schema-valid request rejected" in text and any(
+        reason in text for reason in _CROSS_PARAMETER_REASONS
+    )
+
+
 def _run(strategy: Any, label: str, failures: list[str]) -> None:
     @given(case=strategy)
     @settings(
@@ -40,7 +52,12 @@ def _run(strategy: Any, label: str, failures: list[str]) -> None:
         database=None,
     )
     def check(case: Any) -> None:
-        case.call_and_validate()
+        try:
+            case.call_and_validate()
+        except Exception as exc:
+            if _cross_parameter_rule(exc):
+                return
+            raise
 
     try:
         check()

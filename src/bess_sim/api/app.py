@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from . import routes_assets, routes_dispatch, routes_sim
 from .errors import install_handlers
+from .guard import HttpGuard
 from .ports import Supervisor
 from .ws import TelemetryHub
 
@@ -38,6 +39,10 @@ REST and Modbus share one dispatch validation path.
   per tick: `{"type": "telemetry", "tick", "sim_time_s", "timestamp", "snapshots": [...]}`.
 * Errors: 404 unknown asset/dispatch, 422 malformed input or rejected dispatch, 409 step on the
   real-time clock, 401 missing token. Errors carry a JSON `detail`.
+* Numbers in bodies are strict JSON numbers (`true`, `"20"` are 422). Mutating requests from
+  another origin (browser `Origin` / `Sec-Fetch-Site`) get 403, bodies that are not
+  `application/json` 415, bodies over the size limit 413. `/health` answers 503 with
+  `status: failed` once the tick loop has failed.
 """
 
 _TAGS = [
@@ -61,6 +66,8 @@ def create_app(sup: Supervisor) -> FastAPI:
         redoc_url=None,
     )
     install_handlers(app, sup.settings.api_token)
+    # Cross-site and body-size guards run before routing and body parsing (guard.py).
+    app.add_middleware(HttpGuard, max_body_bytes=sup.settings.http_max_body_bytes)
     app.include_router(routes_assets.build_router(sup))
     app.include_router(routes_dispatch.build_router(sup))
     app.include_router(routes_sim.build_router(sup))

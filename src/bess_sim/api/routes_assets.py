@@ -9,6 +9,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from pydantic import BeforeValidator
 
 from ..sim import AssetSpec, HistoryQuery, UnknownAssetError
 from .auth import require_token
@@ -24,6 +25,18 @@ AssetId = Annotated[UUID, Path(description="Asset UUID (from GET /assets).")]
 #: Schemathesis) know exactly which strings are valid. At most 7 digits: every value is finite.
 BUCKET_PATTERN = r"^[0-9]{1,7}(\.[0-9]{1,3})?(ms|s|m|h|d)?$"
 _BUCKET_RE = re.compile(r"^([0-9]{1,7}(?:\.[0-9]{1,3})?)(ms|s|m|h|d)?$")  # same language
+# ISO 8601 date, optionally with a time: pydantic alone also takes a bare number as Unix
+# seconds (``start=0.5``, ``end=-5``), which no client means.
+_ISO_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}.*)?$")
+
+
+def _iso_only(value: object) -> object:
+    if isinstance(value, str) and _ISO_RE.match(value) is None:
+        raise ValueError("must be an ISO 8601 timestamp such as 2026-01-01T00:00:00Z")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 
 
@@ -155,10 +168,10 @@ def build_router(sup: Supervisor) -> APIRouter:
         asset_id: AssetId,
         limit: Annotated[int, Query(ge=1, le=10_000, description="Rows, newest first.")] = 100,
         start: Annotated[
-            datetime | None, Query(description="Oldest timestamp included (ISO 8601).")
+            IsoDatetime | None, Query(description="Oldest timestamp included (ISO 8601).")
         ] = None,
         end: Annotated[
-            datetime | None, Query(description="Newest timestamp included (ISO 8601).")
+            IsoDatetime | None, Query(description="Newest timestamp included (ISO 8601).")
         ] = None,
         bucket: Annotated[
             str | None,

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from ..sim import AssetSpec, DispatchRecord, DispatchStatus, Site, Snapshot
 
@@ -23,6 +23,12 @@ _SITE_ID = "0b9f3c2e-6a1d-4f7e-9c34-1a2b3c4d5e01"
 _ASSET_ID = "7c1e2d3f-4a5b-4c6d-8e7f-000000000001"
 _DISPATCH_ID = "3f0b8a52-2f5c-4d0e-9b7a-6c1d2e3f4a5b"
 _TS = "2026-01-01T00:05:00Z"
+
+
+#: A JSON number at the edge: int or float, never a boolean (``true`` is not 1 MW) nor a
+#: string (``"20"`` is not 20 MW). Pydantic's lax mode coerces both; a setpoint that arrives
+#: as the wrong type is a client bug the simulator must report (422), not guess at.
+Number = Annotated[float, Strict()]
 
 
 def r9(value: float) -> float:
@@ -251,11 +257,11 @@ class DispatchIn(BaseModel):
     )
 
     asset_id: UUID
-    mw: float = Field(
+    mw: Number = Field(
         description="Setpoint, MW: within [min_mw, max_mw] of the asset. A non-finite value "
         "(NaN/Infinity, which Python-style JSON encoders emit) is recorded and rejected."
     )
-    duration_s: float | None = Field(
+    duration_s: Number | None = Field(
         None,
         gt=0,
         le=31_536_000,
@@ -358,13 +364,17 @@ DISPATCH_STATUSES: tuple[DispatchStatus, ...] = tuple(DispatchStatus)
 
 # ---------------------------------------------------------------- health / clock / step
 class HealthOut(_Out):
-    status: Literal["ok", "degraded"] = Field(
-        description="degraded while the database is down (the simulator keeps running)."
+    status: Literal["ok", "degraded", "failed"] = Field(
+        description="degraded while the database is down (the simulator keeps running); "
+        "failed (HTTP 503) once the tick loop has stopped on an error."
     )
     tick: int = Field(description="Ticks run since start.")
     sim_time_s: float
     now: datetime = Field(description="Simulated UTC time.")
     db: Literal["ok", "down", "disabled"]
+    error: str | None = Field(
+        None, description="Only with status failed: why the tick loop stopped."
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -415,7 +425,7 @@ class ClockOut(_Out):
 class StepIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"seconds": 60}]})
 
-    seconds: float = Field(
+    seconds: Number = Field(
         gt=0,
         le=31_536_000,
         allow_inf_nan=False,
