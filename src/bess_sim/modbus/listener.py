@@ -165,6 +165,9 @@ class PortListener:
             # Reset before the transport existed: still counted and named.
             conn.close()
             self.connection_closed(proto, "client")
+        except asyncio.CancelledError:
+            conn.close()  # shutdown during the hand-over: don't leak the fd
+            raise
 
     # ------------------------------------------------------------ ConnectionOwner
     def bad_frame(self, peer: str, detail: str) -> None:
