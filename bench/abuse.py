@@ -66,6 +66,8 @@ class _Abuser:
 
     def close(self) -> None:
         self.stop.set()
+        if self._proc.pid is None:  # never started
+            return
         self._proc.join(10)
         if self._proc.is_alive():
             self._proc.kill()
@@ -134,8 +136,10 @@ SCENARIOS: dict[str, Callable[[int], _Abuser] | None] = {
 
 
 # --------------------------------------------------------------------------- observers
-async def _bystander(port: int, seconds: float) -> list[float]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _bystander(
+    streams: tuple[asyncio.StreamReader, asyncio.StreamWriter], seconds: float
+) -> list[float]:
+    reader, writer = streams
     out: list[float] = []
     end = time.perf_counter() + seconds
     tid = 0
@@ -171,12 +175,15 @@ def _scenario(name: str, info: dict[str, Any], pid: int, seconds: float) -> dict
     factory = SCENARIOS[name]
     abuser = factory(port) if factory is not None else None
     rss0 = _rss_mb(pid)
-    if abuser is not None:
-        abuser.start()
-        time.sleep(0.5)
 
     async def observe() -> tuple[list[float], list[float]]:
-        return await asyncio.gather(_bystander(port, seconds), _http(info["http_port"], seconds))
+        # The bystander is an established master: connected before the abuse starts (a
+        # connection storm would otherwise take every slot of the port's cap first).
+        streams = await asyncio.open_connection("127.0.0.1", port)
+        if abuser is not None:
+            abuser.start()
+            await asyncio.sleep(0.5)
+        return await asyncio.gather(_bystander(streams, seconds), _http(info["http_port"], seconds))
 
     try:
         modbus, http = asyncio.run(observe())
