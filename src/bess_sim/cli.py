@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--http-host", help="HTTP bind address (default 127.0.0.1)")
     run.add_argument("--http-port", type=int, help="HTTP port (default 3001)")
     run.add_argument("--modbus-host", help="Modbus bind address (default 127.0.0.1)")
+    run.add_argument("--modbus-max-connections", type=int,
+                     help="connections per Modbus port (default 100)")  # fmt: skip
+    run.add_argument("--modbus-idle-timeout", dest="modbus_idle_timeout_s", type=float,
+                     help="close idle Modbus connections after s (default 300, 0 off)")  # fmt: skip
+    run.add_argument("--modbus-frame-timeout", dest="modbus_frame_timeout_s", type=float,
+                     help="close half-sent requests after s (default 10, 0 off)")  # fmt: skip
+    run.add_argument("--modbus-backlog", type=int,
+                     help="listen backlog of each Modbus port (default 1024)")  # fmt: skip
     run.add_argument("--tick-interval", dest="tick_interval_s", type=float,
                      help="seconds between ticks (default 1.0)")  # fmt: skip
     run.add_argument("--speed", type=float, help="simulated seconds per wall second (default 1)")

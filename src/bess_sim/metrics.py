@@ -33,6 +33,7 @@ class Metrics:
             ["function_code", "exception_code"],
             registry=r,
         )
+        self._modbus_connections(r)
         self.db_queue_rows = Gauge(
             "bess_db_queue_rows", "Telemetry rows waiting for the database writer", registry=r
         )
@@ -43,6 +44,44 @@ class Metrics:
         )
         self.db_written_rows = Counter(
             "bess_db_written_rows", "Telemetry rows written to the database", registry=r
+        )
+
+    def _modbus_connections(self, r: CollectorRegistry) -> None:
+        """Modbus connection hygiene (issue 9, docs/modbus.md)."""
+        self.modbus_connections_open = Gauge(
+            "bess_modbus_connections", "Open Modbus TCP connections, all ports", registry=r
+        )
+        self.modbus_connections_accepted = Counter(
+            "bess_modbus_connections_accepted", "Modbus TCP connections accepted", registry=r
+        )
+        self.modbus_connections_refused = Counter(
+            "bess_modbus_connections_refused",
+            "Modbus TCP connections refused: limit (modbus_max_connections per port) or "
+            "fd_exhausted (out of file descriptors)",
+            ["reason"],
+            registry=r,
+        )
+        self.modbus_connections_closed = Counter(
+            "bess_modbus_connections_closed",
+            "Modbus TCP connections closed, by reason (client, idle_timeout, frame_timeout, "
+            "bad_frame, hook, shutdown)",
+            ["reason"],
+            registry=r,
+        )
+        self.modbus_bad_frames = Counter(
+            "bess_modbus_bad_frames",
+            "Modbus TCP frames that closed their connection (bad MBAP header, incomplete)",
+            registry=r,
+        )
+        self.modbus_backpressure = Counter(
+            "bess_modbus_backpressure_pauses",
+            "Times a client's answers filled the write buffer and reading from it paused",
+            registry=r,
+        )
+        self.modbus_output_buffer = Gauge(
+            "bess_modbus_output_buffer_bytes",
+            "Modbus answers queued in the server's write buffers, all connections",
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -24,6 +24,7 @@ from .api.app import create_app
 from .api.protocol import header_timeout_protocol
 from .clock import ManualClock, RealTimeClock
 from .metrics import Metrics
+from .modbus.connection import ConnectionLimits
 from .modbus.points import RegisterMap
 from .modbus.server import ModbusBindError, ModbusService
 from .net import bind_tcp
@@ -281,9 +282,14 @@ class Runtime:
                 await task
 
     async def _start_modbus(self) -> None:
-        service = ModbusService(
-            self.fleet, self.register_map, self.settings.modbus_host, self.metrics
+        s = self.settings
+        limits = ConnectionLimits(
+            max_connections=s.modbus_max_connections,
+            idle_timeout_s=s.modbus_idle_timeout_s,
+            frame_timeout_s=s.modbus_frame_timeout_s,
+            backlog=s.modbus_backlog,
         )
+        service = ModbusService(self.fleet, self.register_map, s.modbus_host, self.metrics, limits)
         try:
             await self._stack.enter_async_context(service)
         except ModbusBindError as exc:

@@ -24,6 +24,15 @@ class Settings(BaseSettings):
     http_port: int = Field(3001, ge=0, le=65535)
     modbus_host: str = "127.0.0.1"
     modbus_enabled: bool = True
+    # Modbus connection hygiene (docs/modbus.md "Connections"); env BESS_MODBUS_*.
+    modbus_max_connections: int = Field(100, ge=1, le=100_000, description="per port")
+    modbus_idle_timeout_s: float = Field(
+        300.0, ge=0, le=86_400, description="close a connection silent this long; 0 = off"
+    )
+    modbus_frame_timeout_s: float = Field(
+        10.0, ge=0, le=86_400, description="close a request frame left incomplete; 0 = off"
+    )
+    modbus_backlog: int = Field(1024, ge=1, le=65_535, description="listen(2) backlog")
     tick_interval_s: float = Field(
         1.0,
         gt=0,

@@ -1,16 +1,13 @@
 """Modbus TCP servers of the fleet (DESIGN §5, §9). The only module that imports pymodbus.
 
-One pymodbus ``ModbusTcpServer`` per distinct port, one ``SimDevice`` per asset (its unit id).
+One listening port per distinct port, one pymodbus ``SimDevice`` per asset (its unit id).
 pymodbus 3.16.1 does the PDU decoding, the datastore bounds checks and the response encoding;
-this module adds what it gets wrong or leaves out:
+the TCP side (accepting, MBAP framing, pipelining, back-pressure, timeouts, connection cap) is
+ours, in listener.py and connection.py, because pymodbus's answers only the first request of a
+TCP segment, mixes up transaction ids of pipelined requests, ignores the transport's write
+buffer and re-listens with a backlog of 100. This module adds what pymodbus gets wrong or
+leaves out at the PDU level:
 
-- **Framing / pipelining.** pymodbus answers only the first request of a TCP segment, drops
-  its receive buffer on every send and keeps one ``last_pdu`` per connection, so a second
-  request arriving while the first is handled gets the wrong transaction id. ``_Connection``
-  splits the byte stream into complete MBAP frames itself and answers them one by one, in
-  order, each with its own transaction id (Modbus Messaging on TCP/IP Implementation Guide
-  v1.0b, MBAP header: the transaction id exists to pair answers with requests a client sends
-  without waiting).
 - **Validation pymodbus maps to the wrong code**: a quantity outside 1..125 makes pymodbus's
   decoder fail (→ 0x01); the application protocol spec v1.1b3 §6.3/§6.12 requires 0x03.
   Unknown unit ids answer 0x0B (gateway target failed to respond) without a traceback.
@@ -20,28 +17,26 @@ this module adds what it gets wrong or leaves out:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import logging
-import socket
-from collections import deque
 from collections.abc import Sequence
-from functools import partial
 from types import TracebackType
 from typing import Any, cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerSocket
 from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
-from pymodbus.server import ModbusTcpServer
-from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator.simcore import SimCore
 
 from ..metrics import Metrics
 from ..net import bind_tcp
 from ..sim import AssetSpec, DispatchRequest, DispatchSource, DispatchStatus, Fleet, Snapshot
+from .connection import ConnectionLimits, RequestHook
+from .listener import ListenerEvents, PortListener
 from .points import RegisterMap, Table
+from .ratelog import RateLimitedLog
 from .registers import (
     FC_READ_INPUT,
     FC_READ_WRITE_MULTIPLE,
@@ -59,25 +54,9 @@ from .registers import (
 
 log = logging.getLogger("bess_sim.modbus")
 
-# MBAP length field = unit id + PDU; a PDU is at most 253 bytes (spec §4.1), so 2..254.
-_MIN_MBAP_LENGTH = 2
-_MAX_MBAP_LENGTH = 254
-_MBAP_HEADER = 7
-# Pipelining back-pressure: stop reading from a client with this many requests queued, resume
-# below the low mark (bounded memory whatever a client sends).
-_MAX_PENDING = 128
-_RESUME_PENDING = 32
-
 
 class ModbusBindError(Exception):
     """A Modbus port cannot be bound; the message names the port and its assets."""
-
-
-def _peer_text(peer: Any) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host, port = str(peer[0]), peer[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return "unknown"
 
 
 class _AssetDevice:
@@ -217,7 +196,9 @@ class _Port:
         self.bound_port = 0
         self.decoder = DecodePDU(True)
         self.framer = FramerSocket(self.decoder)
-        self.server: _PortServer | None = None
+        # pymodbus's datastore of this port's devices (what ModbusTcpServer would build).
+        self.context = SimCore(self.sim_devices())
+        self.listener: PortListener | None = None
 
     def sim_devices(self) -> list[SimDevice]:
         rm = self.service.register_map
@@ -263,10 +244,10 @@ class _Port:
                 if request is None:
                     exc = ExcCodes.ILLEGAL_VALUE
         response: ModbusPDU | None = None
-        if request is not None and self.server is not None:
+        if request is not None:
             token = self.service.peer.set(peer)
             try:
-                response = await request.datastore_update(cast(Any, self.server.context), unit)
+                response = await request.datastore_update(cast(Any, self.context), unit)
             except Exception:
                 log.exception(
                     "modbus: request fc %d unit %d on port %d failed", fc, unit, self.port
@@ -283,120 +264,28 @@ class _Port:
         return self.framer.buildFrame(response)
 
 
-class _Connection(ServerRequestHandler):
-    """One client connection: MBAP framing and in-order answers (see the module doc)."""
-
-    def __init__(self, owner: _PortServer) -> None:
-        super().__init__(owner, None, None, None)  # type: ignore[no-untyped-call]
-        self._port: _Port = owner.port
-        self._rx = bytearray()
-        self._pending: deque[bytes] = deque()
-        self._worker: asyncio.Task[None] | None = None
-        self._peer = "unknown"
-        self._paused = False
-        self._close_when_done = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._peer = _peer_text(transport.get_extra_info("peername"))
-
-    def data_received(self, data: bytes) -> None:
-        # Replaces pymodbus's buffering (which cuts at 264 bytes and keeps one frame).
-        if self._close_when_done or self.is_closing:
-            return
-        rx = self._rx
-        rx += data
-        while len(rx) >= _MBAP_HEADER:
-            protocol_id = (rx[2] << 8) | rx[3]
-            length = (rx[4] << 8) | rx[5]
-            if protocol_id != 0 or not _MIN_MBAP_LENGTH <= length <= _MAX_MBAP_LENGTH:
-                # Not Modbus TCP, or a length no request can have: the stream cannot be
-                # resynchronised, so answer what came before and close.
-                log.info(
-                    "modbus: closing connection from %s on port %d: bad MBAP header "
-                    "(protocol id %d, length %d)",
-                    self._peer,
-                    self._port.port,
-                    protocol_id,
-                    length,
-                )
-                rx.clear()
-                self._close_when_done = True
-                break
-            total = 6 + length
-            if len(rx) < total:
-                break
-            self._pending.append(bytes(rx[:total]))
-            del rx[:total]
-        if self._pending:
-            if self._worker is None or self._worker.done():
-                self._worker = asyncio.create_task(self._work(), name="bess-modbus-conn")
-            if len(self._pending) >= _MAX_PENDING and not self._paused:
-                self._paused = True
-                self._reading(False)
-        elif self._close_when_done and (self._worker is None or self._worker.done()):
-            self.close()
-
-    async def _work(self) -> None:
-        port, pending = self._port, self._pending
-        while pending:
-            reply = await port.process(pending.popleft(), self._peer)
-            # Duck-typed: uvloop's TCPTransport is not an asyncio.WriteTransport subclass.
-            transport = cast(asyncio.Transport | None, self.transport)
-            if transport is None or self.is_closing:
-                pending.clear()
-                return
-            transport.write(reply)
-            if self._paused and len(pending) < _RESUME_PENDING:
-                self._paused = False
-                self._reading(True)
-        if self._close_when_done:
-            self.close()
-
-    def _reading(self, on: bool) -> None:
-        transport = cast(asyncio.Transport | None, self.transport)
-        if transport is not None:
-            with contextlib.suppress(RuntimeError, AttributeError):
-                if on:
-                    transport.resume_reading()
-                else:
-                    transport.pause_reading()
-
-    def callback_disconnected(self, exc: Exception | None) -> None:
-        super().callback_disconnected(exc)
-        self._pending.clear()
-        worker = self._worker
-        if worker is not None and not worker.done():
-            worker.cancel()
-
-
-class _PortServer(ModbusTcpServer):
-    """A pymodbus TCP server on a socket bound by us, with our connection class."""
-
-    def __init__(self, port: _Port, sock: socket.socket, host: str) -> None:
-        super().__init__(port.sim_devices(), address=(host, sock.getsockname()[1]))
-        self.port = port
-        # Listen on the socket bound in ModbusService.start: 'address in use' is reported
-        # there with the port's assets, and port 0 works (tests).
-        self.call_create = partial(
-            self.loop.create_server, self.handle_new_connection, sock=sock, start_serving=True
-        )
-
-    def callback_new_connection(self) -> _Connection:
-        return _Connection(self)
-
-
 class ModbusService:
     """The Modbus face of one simulator: an async context manager (start binds every port,
     exit closes them) and a telemetry sink (``publish`` refreshes the input registers)."""
 
     def __init__(
-        self, fleet: Fleet, register_map: RegisterMap, host: str, metrics: Metrics
+        self,
+        fleet: Fleet,
+        register_map: RegisterMap,
+        host: str,
+        metrics: Metrics,
+        limits: ConnectionLimits | None = None,
+        request_hook: RequestHook | None = None,
     ) -> None:
         self.fleet = fleet
         self.register_map = register_map
         self.host = host
         self.metrics = metrics
+        self.limits = limits or ConnectionLimits()
+        #: The per-request seam (connection.RequestHook): ``(unit_id, function_code)`` →
+        #: None (serve) or a HookAction (delay / drop / exception / close). Read for every
+        #: request, so it may be set or cleared while serving.
+        self.request_hook: RequestHook | None = request_hook
         self.input_encoder: ImageEncoder[Snapshot] = input_encoder(register_map)
         self.holding_encoder: ImageEncoder[HoldingState] = holding_encoder(register_map)
         self.holding_decoder = HoldingDecoder(register_map)
@@ -412,7 +301,27 @@ class ModbusService:
             self._devices[spec.id] = dev
             by_port.setdefault(spec.modbus.port, []).append(dev)
         self._ports = [_Port(self, port, devs) for port, devs in by_port.items()]
-        self._running: list[_PortServer] = []
+        m = metrics
+        self._events = ListenerEvents(
+            RateLimitedLog(log),
+            accepted=m.modbus_connections_accepted.inc,
+            refused=lambda reason: m.modbus_connections_refused.labels(reason).inc(),
+            closed=lambda reason: m.modbus_connections_closed.labels(reason).inc(),
+            bad_frame=m.modbus_bad_frames.inc,
+            open_delta=m.modbus_connections_open.inc,
+            backpressure=m.modbus_backpressure.inc,
+        )
+        m.modbus_output_buffer.set_function(self.output_buffer_bytes)
+
+    def output_buffer_bytes(self) -> float:
+        """Answers queued in our write buffers, all connections (bounded by back-pressure)."""
+        return float(sum(c.buffered_bytes for lst in self._listeners() for c in lst.connections))
+
+    def _listeners(self) -> list[PortListener]:
+        return [p.listener for p in self._ports if p.listener is not None]
+
+    def _hook(self) -> RequestHook | None:
+        return self.request_hook
 
     @property
     def ports(self) -> dict[int, int]:
@@ -450,33 +359,27 @@ class ModbusService:
             f"{d.spec.name} (unit {unit})" for unit, d in sorted(port.devices.items())
         )
         try:
-            sock = bind_tcp(self.host, port.port)
+            sock = bind_tcp(self.host, port.port, self.limits.backlog)
         except OSError as exc:
             raise ModbusBindError(
                 f"Modbus port {self.host}:{port.port} cannot be bound "
                 f"({exc.strerror or exc}); it serves {assets}"
             ) from None
-        try:
-            server = _PortServer(port, sock, self.host)
-            port.server = server
-            await server.serve_forever(background=True)
-        except (OSError, RuntimeError) as exc:
-            sock.close()
-            raise ModbusBindError(
-                f"Modbus port {self.host}:{port.port} cannot listen ({exc}); it serves {assets}"
-            ) from None
-        self._running.append(server)
-        port.bound_port = sock.getsockname()[1]
+        listener = PortListener(
+            sock, port.port, self.limits, port.process, self._hook, self._events
+        )
+        listener.start()
+        port.listener = listener
+        port.bound_port = listener.bound_port
         log.info("modbus: listening on %s:%d: %s", self.host, port.bound_port, assets)
 
     async def stop(self) -> None:
-        running, self._running = self._running, []
-        for server in running:
-            with contextlib.suppress(Exception):
-                await server.shutdown()  # type: ignore[no-untyped-call]
         for port in self._ports:
-            port.server = None
+            listener, port.listener = port.listener, None
             port.bound_port = 0
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
 
     async def __aenter__(self) -> ModbusService:
         await self.start()
