@@ -158,6 +158,7 @@ def test_input_image_of_the_default_map_matches_hand_written_registers() -> None
         0xFF85,  # current_mw_x10 -123
         0x6955, 0xB902,  # timestamp 1767225602 (2.6 s floors to 2)
         7,  # heartbeat echo
+        0,  # 21: gap
         0, 0,  # 22 current_mvar 0.0 (DESIGN §10)
         0, 0,  # 24 setpoint_mvar 0.0
         0, 0,  # 26 available_discharge_mw 0.0 (the Snapshot default)
