@@ -20,7 +20,9 @@ def build_router(sup: Supervisor) -> APIRouter:
         grid = sup.fleet.grid
         return GridOut(frequency_hz=r9(grid.frequency_hz), ambient_c=r9n(grid.ambient_c))
 
-    @router.get("/grid", response_model=GridOut, summary="Grid frequency and ambient", tags=["grid"])
+    @router.get(
+        "/grid", response_model=GridOut, summary="Grid frequency and ambient", tags=["grid"]
+    )
     async def get_grid() -> GridOut:
         return current()
 

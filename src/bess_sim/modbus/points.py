@@ -46,8 +46,7 @@ INPUT_SOURCES = frozenset(
 )  # fmt: skip
 #: Commands a holding point may carry.
 HOLDING_SOURCES = frozenset(
-    {"setpoint_mw", "duration_s", "heartbeat", "watchdog_timeout_s", "fault_reset",
-     "setpoint_mvar"}
+    {"setpoint_mw", "duration_s", "heartbeat", "watchdog_timeout_s", "fault_reset", "setpoint_mvar"}
 )
 
 

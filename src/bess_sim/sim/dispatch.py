@@ -120,5 +120,7 @@ def _validate_mvar(spec: AssetSpec, mvar: float) -> str | None:
             f"for asset {spec.name}"
         )
     if abs(mvar) > reactive.s_max_mva:
-        return f"|mvar| {abs(mvar):g} exceeds s_max_mva {reactive.s_max_mva:g} for asset {spec.name}"
+        return (
+            f"|mvar| {abs(mvar):g} exceeds s_max_mva {reactive.s_max_mva:g} for asset {spec.name}"
+        )
     return None

@@ -42,6 +42,7 @@ def _nan_if_none(get: Any) -> Any:
 
     return getter
 
+
 _COLUMNS: tuple[tuple[str, str], ...] = (
     ("soc_mwhr", "d"),
     ("soc_pct", "d"),

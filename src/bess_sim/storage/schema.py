@@ -191,8 +191,7 @@ CROSS JOIN LATERAL (
 ) t
 """
 DISPATCH_COLUMNS = (
-    "id, asset_id, mw, duration_s, status, reason, source, client, submitted_at, ended_at, "
-    "mvar"
+    "id, asset_id, mw, duration_s, status, reason, source, client, submitted_at, ended_at, mvar"
 )
 DISPATCHES_IN_EFFECT = f"""
 SELECT {DISPATCH_COLUMNS} FROM dispatches

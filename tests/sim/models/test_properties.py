@@ -8,14 +8,21 @@ temperature over 120 s (measured differences are ~1e-6 and ~1e-3)."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bess_sim.sim.models import AssetModel, GridState
 from bess_sim.sim.models.curve import Curve
-from bess_sim.sim.models.params import ModelParams, ReactiveParams, ThermalParams
+from bess_sim.sim.models.params import (
+    FrequencyParams,
+    ModelParams,
+    ReactiveParams,
+    ThermalParams,
+)
 
 from .helpers import spec
 
@@ -26,22 +33,24 @@ TEMP_TOL_K = 0.05
 def _interp(points: list[tuple[float, float]], x: float) -> float:
     if x <= points[0][0]:
         return points[0][1]
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
         if x <= x1:
             return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return points[-1][1]
 
 
 def reference(
-    soc: float, p: float, temp: float, target: float, dt_s: float, *, eff_pts: list[tuple[float, float]],
-    rating: float, ramp_per_s: float, cap: float, sd_pct_day: float, th: ThermalParams,
-    fine_s: float = 0.01,
+    soc: float, p: float, temp: float, target: float, dt_s: float, *,
+    eff_pts: list[tuple[float, float]], rating: float, ramp_per_s: float, cap: float,
+    sd_pct_day: float, th: ThermalParams, fine_s: float = 0.01,
 ) -> tuple[float, float, float]:  # fmt: skip
     """Euler integration of P ramp, SOC with η(|P|), self-discharge and the thermal node."""
     n = round(dt_s / fine_s)
     for _ in range(n):
-        p_next = min(p + ramp_per_s * fine_s, target) if target > p else max(
-            p - ramp_per_s * fine_s, target
+        p_next = (
+            min(p + ramp_per_s * fine_s, target)
+            if target > p
+            else max(p - ramp_per_s * fine_s, target)
         )
         pm = 0.5 * (p + p_next)
         eff = _interp(eff_pts, abs(pm) / rating * 100.0)
@@ -49,16 +58,19 @@ def reference(
         soc -= e / eff if e > 0 else e * eff
         loss = abs(pm) * (1 / eff - 1) if pm > 0 else abs(pm) * (1 - eff)
         soc -= cap * sd_pct_day / 100.0 / 86_400.0 * fine_s
-        temp += (loss - (temp - th.ambient_c) / th.resistance_k_per_mw) / (
-            th.heat_capacity_mj_per_k
-        ) * fine_s
+        temp += (
+            (loss - (temp - th.ambient_c) / th.resistance_k_per_mw)
+            / (th.heat_capacity_mj_per_k)
+            * fine_s
+        )
         p = p_next
     return soc, p, temp
 
 
 curves = st.lists(
-    st.tuples(st.floats(0, 100), st.floats(0.7, 1.0)), min_size=2, max_size=5, unique_by=lambda t: t[0]
-).map(lambda pts: sorted(pts))  # fmt: skip
+    st.tuples(st.floats(0, 100), st.floats(0.7, 1.0)),
+    min_size=2, max_size=5, unique_by=lambda t: t[0],
+).map(sorted)  # fmt: skip
 
 
 @settings(max_examples=30, deadline=None)
@@ -113,14 +125,10 @@ steps = st.lists(
 def test_invariants_soc_s_temperature(
     steps: list[tuple[float, float, float, float]], soc0: float, q_priority: bool, droop: bool
 ) -> None:
-    from bess_sim.sim.models.params import FrequencyParams
-
-    prm = ModelParams(
-        **{
-            **{f: getattr(FULL, f) for f in FULL.__slots__},  # type: ignore[attr-defined]
-            "reactive": ReactiveParams(5.5, -4.0, 4.0, "q" if q_priority else "p"),
-            "frequency_response": FrequencyParams("droop", 50.0, 0.02, 4.0, 5.0) if droop else None,
-        }
+    prm = replace(
+        FULL,
+        reactive=ReactiveParams(5.5, -4.0, 4.0, "q" if q_priority else "p"),
+        frequency_response=FrequencyParams("droop", 50.0, 0.02, 4.0, 5.0) if droop else None,
     )
     s = spec(prm, soc_min_pct=10.0, soc_max_pct=90.0)
     m = AssetModel(s, prm)
@@ -153,10 +161,7 @@ def test_invariants_soc_s_temperature(
 @given(sp=st.floats(-5.0, 5.0), sq=st.floats(-4.0, 4.0), soc0=st.floats(1.5, 8.5),
        hz=st.floats(49.0, 51.0))  # fmt: skip
 def test_one_long_tick_equals_many_short(sp: float, sq: float, soc0: float, hz: float) -> None:
-    from bess_sim.sim.models.params import FrequencyParams
-
-    prm = ModelParams(**{**{f: getattr(FULL, f) for f in FULL.__slots__},  # type: ignore[attr-defined]
-                         "frequency_response": FrequencyParams("droop", 50.0, 0.0, 4.0, 5.0)})  # fmt: skip
+    prm = replace(FULL, frequency_response=FrequencyParams("droop", 50.0, 0.0, 4.0, 5.0))
     m = AssetModel(spec(prm, soc_min_pct=10.0, soc_max_pct=90.0), prm)
     grid = GridState(hz)
     one = m.step(soc0, 0.0, 0.0, 25.0, sp, sq, grid, False, 60.0)
@@ -179,7 +184,9 @@ def test_energy_conservation_with_constant_efficiency(
     prm = ModelParams(self_discharge_pct_per_day=sd)
     m = AssetModel(spec(prm, capacity_mwhr=100.0, efficiency=eff), prm)
     r = m.step(50.0, 0.0, 0.0, None, sp, 0.0, GridState(50.0), False, dt)
-    expected = 50.0 - r.discharged_mwhr / eff + r.charged_mwhr * eff - 100.0 * sd / 100 * dt / 86_400
+    expected = (
+        50.0 - r.discharged_mwhr / eff + r.charged_mwhr * eff - 100.0 * sd / 100 * dt / 86_400
+    )
     assert abs(r.soc_mwhr - expected) <= 1e-9
 
 

@@ -155,9 +155,7 @@ class AssetModel:
     ) -> ModelStep:
         """Advance the asset by ``dt_s`` simulated seconds."""
         if dt_s <= 0.0:
-            return ModelStep(
-                soc_mwhr, current_mw, current_mvar, temperature_c, 0, False, 0.0, 0.0
-            )
+            return ModelStep(soc_mwhr, current_mw, current_mvar, temperature_c, 0, False, 0.0, 0.0)
         n = 1 if self.exact else max(1, math.ceil(dt_s / MAX_SUBSTEP_S - 1e-9))
         h = dt_s / n
         p = self.params
