@@ -57,7 +57,7 @@ def _config(n: int, all_models: bool) -> Any:
             efficiency=0.9,
             modbus=ModbusAddress(5020 + i // 200, 1 + i % 200),
             model=model,
-        )  # fmt: skip
+        )
         for i in range(n)
     )
     return FleetConfig((site,), assets, "bench")
