@@ -16,6 +16,7 @@ bound, HTTP up); compared with bare pymodbus bringing up the same 1,000 ports.
 from __future__ import annotations
 
 import gc
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,9 +87,13 @@ def _naive_encode_us(snapshots: list[Any], register_map: Any) -> float:
         addr = 0
         for source, dtype, scale, ptype in points:
             v = getattr(snap, source)
+            if v is None:  # temperature_c without a thermal model (DESIGN §10): NaN
+                v = math.nan
             if isinstance(v, datetime):
                 v = int(v.timestamp())
             v = v / scale
+            if ptype is not PointType.FLOAT32 and v != v:
+                v = 0
             if ptype is not PointType.FLOAT32:
                 v = round(v)
             words = conv(v, dtype)

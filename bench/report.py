@@ -132,6 +132,7 @@ def render(results: dict[str, Any]) -> str:
         ("scale", _scale),
         ("db", _db),
         ("rest", _rest),
+        ("model", _model),
     ):
         part = parts.get(name)
         if part is None:
@@ -141,6 +142,12 @@ def render(results: dict[str, Any]) -> str:
             continue
         lines += fn(part)
     return "\n".join(lines) + "\n"
+
+
+def _model(p: dict[str, Any]) -> list[str]:
+    from .part_model import render_model
+
+    return render_model(p)
 
 
 def _targets_table(tg: list[dict[str, Any]]) -> list[str]:

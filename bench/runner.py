@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PARTS = ("modbus", "paced", "scale", "db", "rest")
+PARTS = ("modbus", "paced", "scale", "db", "rest", "model")
 
 
 def run_part(part: str, quick: bool, uvloop: bool) -> dict[str, Any]:
@@ -29,4 +29,8 @@ def run_part(part: str, quick: bool, uvloop: bool) -> dict[str, Any]:
         from .part_rest import run_rest
 
         return run_rest(quick, uvloop)
+    if part == "model":
+        from .part_model import run_model
+
+        return run_model(quick)
     raise ValueError(part)

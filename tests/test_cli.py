@@ -36,7 +36,7 @@ def test_check_config_ok_prints_summary() -> None:
 def test_points_csv_lists_every_point_of_every_asset(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["points", "--format", "csv", "--assets", str(ROOT / "assets.yaml")]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert len(rows) == 4 * 19
+    assert len(rows) == 4 * 26  # 19 of DESIGN §5 + 7 of §10
     first = rows[0]
     for col in (
         "asset",
@@ -63,7 +63,7 @@ def test_points_markdown(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["points", "--assets", str(ROOT / "assets.yaml")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| asset |") and lines[1].startswith("|---|")
-    assert len(lines) == 2 + 4 * 19
+    assert len(lines) == 2 + 4 * 26
 
 
 def test_bad_setting_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,13 @@ from typing import Any
 import yaml
 
 from .sim.model import AssetSpec, FleetConfig, ModbusAddress, Site
+from .sim.models.params import ModelParams
+
+#: DESIGN §10 optional fields (parsed by config_model; listed here so they are not "unknown").
+_MODEL_FIELDS = {
+    "efficiency_curve", "self_discharge_pct_per_day", "charge_taper", "discharge_taper",
+    "thermal", "reactive", "frequency_response",
+}  # fmt: skip
 
 DEFAULT_FLEET_SOURCE = "built-in default fleet"
 DEFAULT_MODBUS_BASE_PORT = 5020
@@ -129,7 +136,7 @@ _ASSET_FIELDS = {
     "id", "site_id", "name", "location", "capacity_mwhr", "max_mw", "min_mw",
     "ramp_rate_mw_per_min", "efficiency", "initial_soc_pct", "soc_min_pct", "soc_max_pct",
     "watchdog_timeout_s", "modbus",
-}  # fmt: skip
+} | _MODEL_FIELDS  # fmt: skip
 
 
 def _list(file: str, data: dict[str, Any], key: str) -> list[Any]:
@@ -226,7 +233,15 @@ def _parse_asset(e: _Entry, index: int, site_ids: set[str]) -> AssetSpec:
         soc_min_pct=soc_min,
         soc_max_pct=soc_max,
         watchdog_timeout_s=watchdog,
+        model=_parse_model(e, max_mw, min_mw),
     )
+
+
+def _parse_model(e: _Entry, max_mw: float, min_mw: float) -> ModelParams | None:
+    # Imported here: config_model imports ConfigError from this module.
+    from .config_model import parse_model
+
+    return parse_model(e, max_mw, min_mw)
 
 
 def _parse_modbus(e: _Entry, index: int) -> ModbusAddress:

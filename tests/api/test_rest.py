@@ -98,6 +98,9 @@ async def test_latest_telemetry(client: httpx.AsyncClient) -> None:
         "asset_id": ASSET_3, "site_id": SITE_B, "timestamp": "2026-01-01T00:00:00Z",
         "soc_mwhr": 2.0, "soc_pct": 20.0, "capacity_mwhr": 10.0, "current_mw": 0.0,
         "setpoint_mw": 0.0, "max_mw": 5.0, "min_mw": -5.0, "status": "idle", "alarms": [],
+        # DESIGN §10 fields (an asset without the v2 model: rated limits, no Q, no thermal)
+        "current_mvar": 0.0, "setpoint_mvar": 0.0, "available_discharge_mw": 5.0,
+        "available_charge_mw": -5.0, "temperature_c": None, "frequency_hz": 50.0,
     }  # fmt: skip
 
 
@@ -200,7 +203,7 @@ async def test_dispatch_accepted(client: httpx.AsyncClient, runtime: Runtime) ->
     rec = r.json()
     assert set(rec) == {
         "id", "asset_id", "mw", "duration_s", "status", "reason", "source", "client",
-        "submitted_at", "ended_at",
+        "submitted_at", "ended_at", "mvar",
     }  # fmt: skip
     assert rec["asset_id"] == ASSET_1
     assert rec["mw"] == 20.0 and rec["duration_s"] == 600.0
@@ -560,6 +563,7 @@ async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
         ("post", "/dispatch"), ("get", "/dispatches"), ("get", "/dispatches/{dispatch_id}"),
         ("get", "/health"), ("get", "/metrics"), ("get", "/sim/clock"), ("post", "/sim/step"),
         ("post", "/assets/{asset_id}/trip"), ("post", "/assets/{asset_id}/reset"),
+        ("get", "/grid"), ("post", "/grid"),
     }  # fmt: skip
     found = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert found == expected

@@ -79,7 +79,7 @@ def test_api_conforms_to_its_openapi(
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(rt))
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 14
+    assert len(operations) == 16  # 14 of DESIGN §6 + GET/POST /grid (§10)
     for op in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             _run(op.as_strategy(mode), f"{op.label} [{mode.value}]", failures)

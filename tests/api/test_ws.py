@@ -42,6 +42,9 @@ async def test_two_consecutive_ticks(runtime: Runtime) -> None:
         "asset_id": ASSET_3, "site_id": snap["site_id"], "timestamp": "2026-01-01T00:00:02Z",
         "soc_mwhr": 2.0, "soc_pct": 20.0, "capacity_mwhr": 10.0, "current_mw": 0.0,
         "setpoint_mw": 0.0, "max_mw": 5.0, "min_mw": -5.0, "status": "idle", "alarms": [],
+        # DESIGN §10 fields (an asset without the v2 model: rated limits, no Q, no thermal)
+        "current_mvar": 0.0, "setpoint_mvar": 0.0, "available_discharge_mw": 5.0,
+        "available_charge_mw": -5.0, "temperature_c": None, "frequency_hz": 50.0,
     }  # fmt: skip
 
 

@@ -27,6 +27,7 @@ EXPECTED: dict[str, list[tuple[str, ...]]] = {
         ("ticking_10k", "overruns"),
     ],
     "rest": [("summary", "bess", "rps"), ("summary", "bare-fastapi", "rps")],
+    "model": [("summary", "plain", "p99_ms"), ("summary", "all", "p99_ms"), ("target_holds",)],
 }
 
 

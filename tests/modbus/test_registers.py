@@ -126,6 +126,22 @@ def default_map() -> RegisterMap:
     return parse_register_map(default_register_map_data(), "default")
 
 
+def test_model_v2_input_registers_by_hand() -> None:
+    snap = snapshot(
+        current_mvar=-1.5, setpoint_mvar=2.0, available_discharge_mw=3.25,
+        available_charge_mw=-4.5, temperature_c=41.0, frequency_hz=49.75,
+    )  # fmt: skip
+    regs = input_encoder(default_map()).encode(snap)
+    assert regs[22:34] == (
+        0xBFC0, 0x0000,  # -1.5
+        0x4000, 0x0000,  # 2.0
+        0x4050, 0x0000,  # 3.25
+        0xC090, 0x0000,  # -4.5
+        0x4224, 0x0000,  # 41.0
+        0x4247, 0x0000,  # 49.75
+    )  # fmt: skip
+
+
 def test_input_image_of_the_default_map_matches_hand_written_registers() -> None:
     regs = input_encoder(default_map()).encode(snapshot())
     assert regs == (
@@ -142,6 +158,13 @@ def test_input_image_of_the_default_map_matches_hand_written_registers() -> None
         0xFF85,  # current_mw_x10 -123
         0x6955, 0xB902,  # timestamp 1767225602 (2.6 s floors to 2)
         7,  # heartbeat echo
+        0,  # 21: gap
+        0, 0,  # 22 current_mvar 0.0 (DESIGN §10)
+        0, 0,  # 24 setpoint_mvar 0.0
+        0, 0,  # 26 available_discharge_mw 0.0 (the Snapshot default)
+        0, 0,  # 28 available_charge_mw 0.0
+        0x7FC0, 0x0000,  # 30 temperature_c None -> NaN
+        0x4248, 0x0000,  # 32 frequency_hz 50.0
     )  # fmt: skip
 
 
@@ -177,7 +200,19 @@ def test_holding_image_echoes_command_state() -> None:
     regs = holding_encoder(default_map()).encode(
         HoldingState(setpoint_mw=-5.5, duration_s=600, heartbeat=42, watchdog_timeout_s=30)
     )
-    assert regs == (0xC0B0, 0x0000, 0, 600, 42, 30, 0, 0xFFC9)
+    assert regs == (0xC0B0, 0x0000, 0, 600, 42, 30, 0, 0xFFC9, 0, 0)
+
+
+def test_holding_image_echoes_setpoint_mvar() -> None:
+    regs = holding_encoder(default_map()).encode(
+        HoldingState(setpoint_mw=0, duration_s=0, heartbeat=0, watchdog_timeout_s=0,
+                     setpoint_mvar=-1.5)
+    )  # fmt: skip
+    assert regs[8:10] == (0xBFC0, 0x0000)
+
+
+def test_write_setpoint_mvar(decoder: HoldingDecoder) -> None:
+    assert decoder.decode(8, [0x4000, 0x0000]) == HoldingWrite(setpoint_mvar=2.0)
 
 
 # --------------------------------------------------------------------------- holding writes

@@ -84,6 +84,8 @@ def build_router(sup: Supervisor) -> APIRouter:
     @router.get(
         "/assets",
         response_model=list[AssetOut],
+        # DESIGN §10 fields appear only on assets that set them (the §6 shape is unchanged).
+        response_model_exclude_none=True,
         summary="List assets",
         tags=["fleet"],
         description="Every asset with its assets.yaml parameters and its Modbus address "
@@ -95,6 +97,7 @@ def build_router(sup: Supervisor) -> APIRouter:
     @router.get(
         "/assets/{asset_id}",
         response_model=AssetOut,
+        response_model_exclude_none=True,
         summary="Get one asset",
         tags=["fleet"],
         responses={**R404_ASSET, **R422},

@@ -63,6 +63,7 @@ def build_router(sup: Supervisor) -> APIRouter:
             mw=body.mw,
             duration_s=body.duration_s,
             mode=body.mode,
+            mvar=body.mvar,
             source=DispatchSource.REST,
             client=f"{peer.host}:{peer.port}" if peer is not None else None,
         )

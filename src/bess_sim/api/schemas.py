@@ -16,6 +16,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from ..sim import AssetSpec, DispatchRecord, DispatchStatus, Site, Snapshot
+from .schemas_model import FrequencyResponseOut, ReactiveOut, ThermalOut, model_fields
 
 FLOAT_DECIMALS = 9
 
@@ -128,6 +129,16 @@ class AssetOut(_Out):
     soc_max_pct: float
     watchdog_timeout_s: float = Field(description="Configured Modbus watchdog; 0 = off.")
     modbus: ModbusOut
+    # DESIGN §10 (null = not set: the §3 model).
+    efficiency_curve: list[list[float]] | None = Field(
+        None, description="[[power_pct, efficiency], ...]; replaces efficiency when set."
+    )
+    self_discharge_pct_per_day: float | None = None
+    charge_taper: list[list[float]] | None = Field(None, description="[[soc_pct, limit_pct]]")
+    discharge_taper: list[list[float]] | None = Field(None, description="[[soc_pct, limit_pct]]")
+    thermal: ThermalOut | None = None
+    reactive: ReactiveOut | None = None
+    frequency_response: FrequencyResponseOut | None = None
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -169,12 +180,13 @@ class AssetOut(_Out):
             soc_max_pct=r9(a.soc_max_pct),
             watchdog_timeout_s=r9(a.watchdog_timeout_s),
             modbus=ModbusOut(port=a.modbus.port, unit_id=a.modbus.unit_id),
+            **model_fields(a.model),
         )
 
 
 # ---------------------------------------------------------------- telemetry
 StatusLabel = Literal["idle", "charging", "discharging", "fault"]
-AlarmName = Literal["soc_low", "soc_high", "watchdog", "trip"]
+AlarmName = Literal["soc_low", "soc_high", "watchdog", "trip", "derated", "over_temperature"]
 
 
 class TelemetryOut(_Out):
@@ -192,6 +204,15 @@ class TelemetryOut(_Out):
     min_mw: float
     status: StatusLabel
     alarms: list[AlarmName]
+    # DESIGN §10
+    current_mvar: float = Field(0.0, description="Reactive power, +export, MVAr.")
+    setpoint_mvar: float = Field(0.0, description="Reactive setpoint in effect, MVAr.")
+    available_discharge_mw: float = Field(
+        0.0, description=">= 0: rated after taper, thermal derating, trip and SOC bound."
+    )
+    available_charge_mw: float = Field(0.0, description="<= 0: as available_discharge_mw.")
+    temperature_c: float | None = Field(None, description="null without a thermal model.")
+    frequency_hz: float = Field(50.0, description="Grid frequency, Hz.")
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -234,6 +255,12 @@ def telemetry_dict(s: Snapshot, *, as_json: bool = True) -> dict[str, Any]:
         "min_mw": r9(s.min_mw),
         "status": s.status_label,
         "alarms": list(s.alarm_names),
+        "current_mvar": r9(s.current_mvar),
+        "setpoint_mvar": r9(s.setpoint_mvar),
+        "available_discharge_mw": r9(s.available_discharge_mw),
+        "available_charge_mw": r9(s.available_charge_mw),
+        "temperature_c": r9n(s.temperature_c),
+        "frequency_hz": r9(s.frequency_hz),
     }
 
 
@@ -274,6 +301,11 @@ class DispatchIn(BaseModel):
         description="Legacy field of the original service; if given it must agree with the "
         "sign of mw.",
     )
+    mvar: float | None = Field(
+        None,
+        description="Reactive setpoint, MVAr (+export; DESIGN §10): within [q_min_mvar, "
+        "q_max_mvar] and |mvar| <= s_max_mva. Omitted = the reactive setpoint in effect stays.",
+    )
 
 
 DispatchStatusLabel = Literal[
@@ -294,6 +326,9 @@ class DispatchOut(_Out):
     client: str | None = Field(description="Who sent it: HTTP or Modbus peer ip:port.")
     submitted_at: datetime
     ended_at: datetime | None
+    mvar: float | None = Field(
+        None, description="Reactive setpoint of this dispatch; null for an asset without Q."
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -327,6 +362,7 @@ class DispatchOut(_Out):
             client=rec.client,
             submitted_at=rec.submitted_at,
             ended_at=rec.ended_at,
+            mvar=r9n(rec.mvar),
         )
 
 

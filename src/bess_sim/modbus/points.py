@@ -39,11 +39,14 @@ INPUT_SOURCES = frozenset(
     {
         "status", "alarms", "soc_pct", "soc_mwhr", "current_mw", "setpoint_mw",
         "capacity_mwhr", "max_mw", "min_mw", "timestamp", "heartbeat",
+        # DESIGN §10
+        "current_mvar", "setpoint_mvar", "available_discharge_mw", "available_charge_mw",
+        "temperature_c", "frequency_hz",
     }
 )  # fmt: skip
 #: Commands a holding point may carry.
 HOLDING_SOURCES = frozenset(
-    {"setpoint_mw", "duration_s", "heartbeat", "watchdog_timeout_s", "fault_reset"}
+    {"setpoint_mw", "duration_s", "heartbeat", "watchdog_timeout_s", "fault_reset", "setpoint_mvar"}
 )
 
 
@@ -224,7 +227,10 @@ def default_register_map_data() -> dict[str, Any]:
                 1,
                 "uint16",
                 "",
-                description="bit0 soc_low, bit1 soc_high, bit2 watchdog, bit3 trip",
+                description=(
+                    "bit0 soc_low, bit1 soc_high, bit2 watchdog, bit3 trip, bit4 derated, "
+                    "bit5 over_temperature"
+                ),
             ),
             p("soc_pct", "input", 2, "float32", "%"),
             p("soc_mwhr", "input", 4, "float32", "MWh"),
@@ -245,6 +251,27 @@ def default_register_map_data() -> dict[str, Any]:
                 "heartbeat",
                 description="last heartbeat written",
             ),
+            # DESIGN §10 additions (existing addresses never move).
+            p("current_mvar", "input", 22, "float32", "MVAr", description="+ export"),
+            p("setpoint_mvar", "input", 24, "float32", "MVAr", description="in effect"),
+            p(
+                "available_discharge_mw",
+                "input",
+                26,
+                "float32",
+                "MW",
+                description=">= 0: after taper, derating, trip, SOC bound",
+            ),
+            p(
+                "available_charge_mw",
+                "input",
+                28,
+                "float32",
+                "MW",
+                description="<= 0: after taper, derating, trip, SOC bound",
+            ),
+            p("temperature_c", "input", 30, "float32", "degC", description="NaN: no thermal model"),
+            p("frequency_hz", "input", 32, "float32", "Hz", description="grid frequency"),
             p("setpoint_mw", "holding", 0, "float32", "MW", description="write -> dispatch"),
             p(
                 "duration_s",
@@ -267,5 +294,6 @@ def default_register_map_data() -> dict[str, Any]:
                 0.1,
                 "for FC06-only masters",
             ),
+            p("setpoint_mvar", "holding", 8, "float32", "MVAr", description="write -> dispatch"),
         ],
     }

@@ -126,6 +126,10 @@ _T = TypeVar("_T")
 #: Python type of each telemetry / command field, to decide what needs converting.
 _INT_FIELDS = frozenset({"status", "alarms", "heartbeat", "fault_reset"})
 _DATETIME_FIELDS = frozenset({"timestamp"})
+#: Sources that may be None (DESIGN §10: temperature_c without a thermal model): NaN on the
+#: wire for float32 (the usual "not available" of float registers), 0 for integer points.
+_OPTIONAL_FIELDS = frozenset({"temperature_c"})
+_NAN = float("nan")
 
 
 def _unix_seconds(ts: datetime) -> float:
@@ -214,6 +218,8 @@ class ImageEncoder(Generic[_T]):
         out: list[int | float] = []
         for p, v in zip(self.points, values, strict=True):
             scale = p.scale
+            if v is None:
+                v = _NAN
             if isinstance(v, datetime):
                 v = _unix_seconds(v) / scale
                 scale = 1.0
@@ -228,6 +234,9 @@ def _fixup(p: Point) -> Callable[[Any], Any] | None:
     scale = p.scale
     if p.source in _DATETIME_FIELDS:
         return _TimestampFixup(scale, p.type is not PointType.FLOAT32)
+    if p.source in _OPTIONAL_FIELDS:
+        ptype = p.type
+        return lambda v: to_raw(ptype, scale, _NAN if v is None else v)
     if p.type is PointType.FLOAT32:
         return None if scale == 1.0 else (lambda v: v / scale)
     if scale == 1.0 and p.source in _INT_FIELDS:
@@ -271,6 +280,7 @@ class HoldingState:
     heartbeat: int
     watchdog_timeout_s: float
     fault_reset: int = 0
+    setpoint_mvar: float = 0.0  # DESIGN §10, holding 8
 
 
 def holding_encoder(register_map: RegisterMap) -> ImageEncoder[HoldingState]:
@@ -287,6 +297,7 @@ class HoldingWrite:
     heartbeat: int | None = None
     watchdog_timeout_s: float | None = None
     fault_reset: bool = False
+    setpoint_mvar: float | None = None  # DESIGN §10: write → dispatch with this mvar
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +353,8 @@ class HoldingDecoder:
                 fields[src] = float(value)
             elif src == "heartbeat":
                 fields[src] = round(value)
+            elif src == "setpoint_mvar":
+                fields[src] = float(value)
             elif src == "fault_reset":
                 # 1 clears a trip; 0 is accepted as a no-op so that a master may write the
                 # whole holding block back (read-modify-write); anything else is a mistake.

@@ -83,6 +83,7 @@ class _AssetDevice:
             heartbeat=ctl.heartbeat,
             watchdog_timeout_s=ctl.watchdog_timeout_s,
             fault_reset=0,
+            setpoint_mvar=ctl.setpoint_mvar,
         )
 
     async def action(
@@ -131,12 +132,16 @@ class _AssetDevice:
         of the write is applied (DESIGN §5: a rejected write changes nothing)."""
         fleet = self.service.fleet
         asset_id = self.spec.id
-        if w.setpoint_mw is not None:
+        if w.setpoint_mw is not None or w.setpoint_mvar is not None:
             duration = self.staged_duration_s if w.duration_s is None else w.duration_s
+            # A reactive-only write (holding 8) is a dispatch of the active setpoint in effect
+            # with the new mvar (DESIGN §10; docs/model.md).
+            mw = w.setpoint_mw if w.setpoint_mw is not None else fleet.control(asset_id).setpoint_mw
             record = fleet.dispatch(
                 DispatchRequest(
                     asset_id=asset_id,
-                    mw=w.setpoint_mw,
+                    mw=mw,
+                    mvar=w.setpoint_mvar,
                     duration_s=duration if duration > 0 else None,
                     source=DispatchSource.MODBUS,
                     client=self.service.peer.get(),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .model import AssetSpec
+from .models.efficiency import efficiency_at
 
 
 class DispatchStatus(enum.StrEnum):
@@ -36,6 +37,8 @@ class DispatchRequest:
     mode: str | None = None
     source: DispatchSource = DispatchSource.REST
     client: str | None = None
+    #: Reactive setpoint (DESIGN §10), +MVAr = export; None keeps the one in effect.
+    mvar: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,8 @@ class DispatchRecord:
     client: str | None
     submitted_at: datetime
     ended_at: datetime | None
+    #: Reactive setpoint of this dispatch (None: asset without reactive capability).
+    mvar: float | None = None
 
 
 def validate(spec: AssetSpec, soc_mwhr: float, tripped: bool, req: DispatchRequest) -> str | None:
@@ -71,8 +76,11 @@ def validate(spec: AssetSpec, soc_mwhr: float, tripped: bool, req: DispatchReque
         duration = req.duration_s
         if not math.isfinite(duration) or duration <= 0.0:
             return f"duration_s must be a positive number of seconds, got {duration}"
+        # η at this power when the asset has an efficiency curve (DESIGN §10).
+        curve = None if spec.model is None else spec.model.efficiency_curve
+        eff = efficiency_at(curve, spec.efficiency, mw, max(spec.max_mw, -spec.min_mw))
         if mw > 0.0:
-            needed = mw * duration / 3600.0 / spec.efficiency
+            needed = mw * duration / 3600.0 / eff
             available = max(soc_mwhr - spec.soc_min_mwhr, 0.0)
             if needed > available + 1e-9:
                 return (
@@ -80,13 +88,39 @@ def validate(spec: AssetSpec, soc_mwhr: float, tripped: bool, req: DispatchReque
                     f"{needed:.4f} MWh above soc_min, only {available:.4f} MWh available"
                 )
         elif mw < 0.0:
-            needed = -mw * duration / 3600.0 * spec.efficiency
+            needed = -mw * duration / 3600.0 * eff
             available = max(spec.soc_max_mwhr - soc_mwhr, 0.0)
             if needed > available + 1e-9:
                 return (
                     f"insufficient headroom: charging {-mw:g} MW for {duration:g} s needs "
                     f"{needed:.4f} MWh below soc_max, only {available:.4f} MWh available"
                 )
+    if req.mvar is not None:
+        reason = _validate_mvar(spec, req.mvar)
+        if reason is not None:
+            return reason
     if tripped:
         return f"asset {spec.name} is tripped; reset the fault first"
+    return None
+
+
+def _validate_mvar(spec: AssetSpec, mvar: float) -> str | None:
+    """DESIGN §10: within [q_min, q_max] and |Q| <= S_max. P² + Q² > S² is accepted and
+    curtailed by the priority rule, like an active setpoint above the available limit."""
+    if not math.isfinite(mvar):
+        return f"mvar must be a finite number, got {mvar}"
+    reactive = None if spec.model is None else spec.model.reactive
+    if reactive is None:
+        if mvar != 0.0:
+            return f"asset {spec.name} has no reactive capability (no 'reactive' in assets.yaml)"
+        return None
+    if mvar < reactive.q_min_mvar or mvar > reactive.q_max_mvar:
+        return (
+            f"mvar {mvar:g} is outside [{reactive.q_min_mvar:g}, {reactive.q_max_mvar:g}] MVAr "
+            f"for asset {spec.name}"
+        )
+    if abs(mvar) > reactive.s_max_mva:
+        return (
+            f"|mvar| {abs(mvar):g} exceeds s_max_mva {reactive.s_max_mva:g} for asset {spec.name}"
+        )
     return None

@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from . import physics
 from .dispatch import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, validate
 from .model import Alarm, AssetSpec, FleetConfig, Site, Snapshot, Status
+from .models import AssetModel, GridState
+from .models.thermal import derate_factor
 
 # Events closer than this to the end of a sub-step fire in it (float rounding of sim time).
 _EVENT_EPS_S = 1e-9
@@ -31,6 +33,10 @@ _IDLE, _CHARGING, _DISCHARGING, _FAULT = (
 )
 _SOC_LOW = int(Alarm.SOC_LOW)
 _SOC_HIGH = int(Alarm.SOC_HIGH)
+_DERATED = int(Alarm.DERATED)
+_SOC_EPS = physics.SOC_EPS_MWH
+#: Grid frequency before any ``set_grid`` when no asset names a nominal (Hz).
+DEFAULT_GRID_HZ = 50.0
 
 DispatchListener = Callable[[DispatchRecord], None]
 
@@ -49,15 +55,19 @@ class _Asset:
     __slots__ = (
         "active",
         "active_end_s",
+        "current_mvar",
         "current_mw",
         "heartbeat",
         "heartbeat_changed_s",
         "latched",
         "lim",
+        "model",
+        "setpoint_mvar",
         "setpoint_mw",
         "snapshot",
         "soc_mwhr",
         "spec",
+        "temperature_c",
         "tripped",
         "watchdog_timeout_s",
     )
@@ -78,6 +88,11 @@ class _Asset:
         self.heartbeat = 0
         self.heartbeat_changed_s = 0.0
         self.snapshot: Snapshot | None = None
+        # DESIGN §10 state (stays 0 / None for an asset without the v2 fields).
+        self.model = None if spec.model is None else AssetModel(spec, spec.model)
+        self.current_mvar = 0.0
+        self.setpoint_mvar = 0.0
+        self.temperature_c = None if self.model is None else self.model.initial_temperature_c()
 
     def watchdog_deadline_s(self) -> float | None:
         active = self.active
@@ -96,6 +111,7 @@ class AssetControl:
     heartbeat: int
     watchdog_timeout_s: float
     tripped: bool
+    setpoint_mvar: float = 0.0
 
 
 class Fleet:
@@ -121,6 +137,15 @@ class Fleet:
         self._log_size = dispatch_log_size
         self._new_id = id_factory
         self._listeners: list[DispatchListener] = []
+        nominal = next(
+            (
+                a.model.frequency_response.nominal_hz
+                for a in config.assets
+                if a.model is not None and a.model.frequency_response is not None
+            ),
+            DEFAULT_GRID_HZ,
+        )
+        self.grid = GridState(nominal)
         now = self.now
         for cell in self._assets.values():
             cell.snapshot = self._snapshot(cell, now)
@@ -155,7 +180,13 @@ class Fleet:
 
     def control(self, asset_id: str) -> AssetControl:
         cell = self._cell(asset_id)
-        return AssetControl(cell.setpoint_mw, cell.heartbeat, cell.watchdog_timeout_s, cell.tripped)
+        return AssetControl(
+            cell.setpoint_mw,
+            cell.heartbeat,
+            cell.watchdog_timeout_s,
+            cell.tripped,
+            cell.setpoint_mvar,
+        )
 
     def active_dispatch(self, asset_id: str) -> DispatchRecord | None:
         return self._cell(asset_id).active
@@ -193,6 +224,11 @@ class Fleet:
         reason = validate(cell.spec, cell.soc_mwhr, cell.tripped, req)
         now = self.now
         duration = req.duration_s
+        # mvar omitted: the reactive setpoint in effect stays (P and Q are separate registers
+        # on a real PCS); the record keeps the pair that is in effect.
+        mvar = req.mvar
+        if mvar is None and cell.spec.model is not None and cell.spec.model.reactive is not None:
+            mvar = cell.setpoint_mvar
         record = DispatchRecord(
             id=self._new_id(),
             asset_id=req.asset_id,
@@ -204,12 +240,14 @@ class Fleet:
             client=req.client,
             submitted_at=now,
             ended_at=now if reason else None,
+            mvar=mvar,
         )
         if reason is None:
             self._end_active(cell, DispatchStatus.SUPERSEDED)
             cell.active = record
             cell.active_end_s = None if duration is None else self.sim_time_s + duration
             cell.setpoint_mw = req.mw
+            cell.setpoint_mvar = mvar or 0.0
             if cell.latched & Alarm.WATCHDOG:
                 cell.latched &= ~Alarm.WATCHDOG
             if req.source is DispatchSource.MODBUS:
@@ -236,12 +274,13 @@ class Fleet:
         cell.latched |= Alarm.TRIP
         self._end_active(cell, DispatchStatus.INTERRUPTED)
         cell.setpoint_mw = 0.0
+        cell.setpoint_mvar = 0.0
         cell.snapshot = self._snapshot(cell, self.now)
 
     def reset_fault(self, asset_id: str) -> None:
         cell = self._cell(asset_id)
         cell.tripped = False
-        cell.latched &= ~Alarm.TRIP
+        cell.latched &= ~(Alarm.TRIP | Alarm.OVER_TEMPERATURE)
         cell.snapshot = self._snapshot(cell, self.now)
 
     def restore(
@@ -263,6 +302,7 @@ class Fleet:
         cell.current_mw = mw
         cell.active = active
         cell.setpoint_mw = active.mw if active is not None else 0.0
+        cell.setpoint_mvar = (active.mvar or 0.0) if active is not None else 0.0
         cell.active_end_s = None if remaining_s is None else self.sim_time_s + remaining_s
         cell.heartbeat_changed_s = self.sim_time_s
         if active is not None:
@@ -301,7 +341,9 @@ class Fleet:
         target_for = physics.target_for
         snapshot = self._snapshot
         for cell in self._assets.values():
-            if cell.active is None or (
+            if cell.model is not None:
+                self._advance_asset(cell, t0, t1)
+            elif cell.active is None or (
                 cell.active_end_s is None and cell.watchdog_deadline_s() is None
             ):
                 # Fast path (no lifecycle event can fall inside the tick): one integration,
@@ -335,22 +377,62 @@ class Fleet:
             if deadline is not None and deadline < stop:
                 stop = max(deadline, t)
             if stop > t:
-                soc, mw = cell.soc_mwhr, cell.current_mw
-                target = physics.target_for(lim, soc, cell.setpoint_mw, cell.tripped, mw)
-                cell.soc_mwhr, cell.current_mw, _, _, _ = physics.integrate(
-                    lim, soc, mw, target, stop - t
-                )
+                if cell.model is not None:
+                    self._step_model(cell, cell.model, stop - t, stop)
+                else:
+                    soc, mw = cell.soc_mwhr, cell.current_mw
+                    target = physics.target_for(lim, soc, cell.setpoint_mw, cell.tripped, mw)
+                    cell.soc_mwhr, cell.current_mw, _, _, _ = physics.integrate(
+                        lim, soc, mw, target, stop - t
+                    )
                 t = stop
             if end_s is not None and end_s <= t + _EVENT_EPS_S:
                 self._end_active(cell, DispatchStatus.COMPLETED, at_s=end_s)
                 cell.setpoint_mw = 0.0
+                cell.setpoint_mvar = 0.0
             deadline = cell.watchdog_deadline_s()
             if deadline is not None and deadline <= t + _EVENT_EPS_S:
                 self._end_active(cell, DispatchStatus.REVERTED, at_s=deadline)
                 cell.setpoint_mw = 0.0
+                cell.setpoint_mvar = 0.0
                 cell.latched |= Alarm.WATCHDOG
             if t >= t1:
                 return
+
+    def _step_model(self, cell: _Asset, model: AssetModel, dt_s: float, end_s: float) -> None:
+        """One DESIGN §10 step; an over-temperature trip ends the dispatch in effect."""
+        r = model.step(
+            cell.soc_mwhr,
+            cell.current_mw,
+            cell.current_mvar,
+            cell.temperature_c,
+            cell.setpoint_mw,
+            cell.setpoint_mvar,
+            self.grid,
+            cell.tripped,
+            dt_s,
+        )
+        cell.soc_mwhr = r.soc_mwhr
+        cell.current_mw = r.current_mw
+        cell.current_mvar = r.current_mvar
+        cell.temperature_c = r.temperature_c
+        if r.over_temperature:
+            cell.tripped = True
+            cell.latched |= Alarm.TRIP | Alarm.OVER_TEMPERATURE
+            # Stamped at the end of the (sub-)step in which trip_c was reached.
+            self._end_active(cell, DispatchStatus.INTERRUPTED, at_s=end_s)
+            cell.setpoint_mw = 0.0
+            cell.setpoint_mvar = 0.0
+
+    # ----------------------------------------------------------------- grid
+    def set_grid(self, frequency_hz: float | None = None, ambient_c: float | None = None) -> None:
+        """Set the fleet-wide grid frequency and/or ambient temperature (DESIGN §10);
+        ``None`` leaves a value unchanged. Takes effect from the next tick."""
+        grid = self.grid
+        self.grid = GridState(
+            grid.frequency_hz if frequency_hz is None else frequency_hz,
+            grid.ambient_c if ambient_c is None else ambient_c,
+        )
 
     # ----------------------------------------------------------------- helpers
     def _cell(self, asset_id: str) -> _Asset:
@@ -378,6 +460,26 @@ class Fleet:
         else:
             status = _IDLE
         capacity = spec.capacity_mwhr
+        model = cell.model
+        if model is None:
+            # §3 asset: rated limits, 0 in a direction blocked by an SOC bound or a trip.
+            blocked = cell.tripped
+            avail_dis = (
+                0.0
+                if blocked or (mw >= 0.0 and soc <= lim.soc_min_mwhr + _SOC_EPS)
+                else spec.max_mw
+            )
+            avail_chg = (
+                0.0
+                if blocked or (mw <= 0.0 and soc >= lim.soc_max_mwhr - _SOC_EPS)
+                else spec.min_mw + 0.0
+            )
+        else:
+            avail_dis, avail_chg = model.available(
+                soc, cell.temperature_c, cell.tripped, mw, cell.current_mvar
+            )
+            if not cell.tripped and derate_factor(model.params.thermal, cell.temperature_c) < 1.0:
+                bits |= _DERATED
         # Positional: this runs for every asset on every tick (field order of Snapshot).
         return Snapshot(
             spec.id,
@@ -394,6 +496,12 @@ class Fleet:
             status,
             bits,
             cell.heartbeat,
+            cell.current_mvar,
+            cell.setpoint_mvar,
+            avail_dis,
+            avail_chg,
+            cell.temperature_c,
+            self.grid.frequency_hz,
         )
 
     def _end_active(self, cell: _Asset, status: DispatchStatus, at_s: float | None = None) -> None:
@@ -412,6 +520,7 @@ class Fleet:
             client=active.client,
             submitted_at=active.submitted_at,
             ended_at=at,
+            mvar=active.mvar,
         )
         cell.active = None
         cell.active_end_s = None

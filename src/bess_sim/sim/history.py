@@ -32,6 +32,17 @@ class HistoryQuery:
 
 
 _F = {name: i for i, name in enumerate(Snapshot._fields)}
+_NAN = float("nan")
+
+
+def _nan_if_none(get: Any) -> Any:
+    def getter(snap: Snapshot) -> Any:
+        value = get(snap)
+        return _NAN if value is None else value
+
+    return getter
+
+
 _COLUMNS: tuple[tuple[str, str], ...] = (
     ("soc_mwhr", "d"),
     ("soc_pct", "d"),
@@ -40,8 +51,18 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("status", "B"),
     ("alarms", "B"),
     ("heartbeat", "q"),
+    # DESIGN §10 fields; temperature_c None is stored as NaN.
+    ("current_mvar", "d"),
+    ("setpoint_mvar", "d"),
+    ("available_discharge_mw", "d"),
+    ("available_charge_mw", "d"),
+    ("temperature_c", "d"),
+    ("frequency_hz", "d"),
 )
-_GETTERS = tuple(itemgetter(_F[name]) for name, _ in _COLUMNS)
+_GETTERS: tuple[Any, ...] = tuple(
+    _nan_if_none(itemgetter(_F[name])) if name == "temperature_c" else itemgetter(_F[name])
+    for name, _ in _COLUMNS
+)
 _ABSENT = 255  # status code marking "asset not in this frame" (status codes are 0..3)
 
 
@@ -126,7 +147,9 @@ class HistoryBuffer:
                 continue
             if start is not None and frame.ts < start:
                 break
-            soc, pct, mw, sp, status, alarms, hb = (c[i] for c in frame.cols)
+            soc, pct, mw, sp, status, alarms, hb, mvar, sp_mvar, dis, chg, temp, hz = (
+                c[i] for c in frame.cols
+            )
             if status == _ABSENT:
                 continue
             out.append(
@@ -145,6 +168,12 @@ class HistoryBuffer:
                     status,
                     alarms,
                     hb,
+                    mvar,
+                    sp_mvar,
+                    dis,
+                    chg,
+                    None if temp != temp else temp,  # NaN = no thermal model
+                    hz,
                 )
             )
             if len(out) >= q.limit:

@@ -38,15 +38,17 @@ def telemetry_row(s: Snapshot) -> tuple[Any, ...]:
     """Row in schema.TELEMETRY_COLUMNS order."""
     return (
         s.asset_id, s.timestamp, s.soc_mwhr, s.soc_pct, s.current_mw, s.setpoint_mw,
-        s.status_label, s.alarm_names,
+        s.status_label, s.alarm_names, s.current_mvar, s.setpoint_mvar,
+        s.available_discharge_mw, s.available_charge_mw, s.temperature_c, s.frequency_hz,
     )  # fmt: skip
 
 
 _I = {name: i for i, name in enumerate(Snapshot._fields)}
-_ID, _TS, _SOC, _PCT, _MW, _SP, _ST, _AL = (
+_ID, _TS, _SOC, _PCT, _MW, _SP, _ST, _AL, _QV, _QS, _AD, _AC, _TC, _HZ = (
     _I[f] for f in (
         "asset_id", "timestamp", "soc_mwhr", "soc_pct", "current_mw", "setpoint_mw", "status",
-        "alarms",
+        "alarms", "current_mvar", "setpoint_mvar", "available_discharge_mw",
+        "available_charge_mw", "temperature_c", "frequency_hz",
     )
 )  # fmt: skip
 
@@ -59,7 +61,7 @@ def telemetry_rows(snapshots: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]
     the loop ~60 ms (bench/drain_stall.py)."""
     return [
         (t[_ID], t[_TS], t[_SOC], t[_PCT], t[_MW], t[_SP], STATUS_LABELS[t[_ST]],
-         alarm_names(t[_AL]))
+         alarm_names(t[_AL]), t[_QV], t[_QS], t[_AD], t[_AC], t[_TC], t[_HZ])
         for t in snapshots
     ]  # fmt: skip
 
@@ -68,7 +70,7 @@ def dispatch_row(r: DispatchRecord) -> tuple[Any, ...]:
     """Row in schema.DISPATCH_COLUMNS order."""
     return (
         r.id, r.asset_id, r.mw, r.duration_s, r.status.value, r.reason, r.source.value,
-        r.client, r.submitted_at, r.ended_at,
+        r.client, r.submitted_at, r.ended_at, r.mvar,
     )  # fmt: skip
 
 
@@ -96,7 +98,18 @@ def dispatch_record(row: Mapping[str, Any]) -> DispatchRecord:
         client=row["client"],
         submitted_at=row["submitted_at"],
         ended_at=row["ended_at"],
+        mvar=_opt(row, "mvar"),
     )
+
+
+def _opt(row: Mapping[str, Any], key: str) -> float | None:
+    value = row.get(key)
+    return None if value is None else float(value)
+
+
+def _or(row: Mapping[str, Any], key: str, default: float) -> float:
+    value = _opt(row, key)
+    return default if value is None else value
 
 
 def snapshot_from_row(
@@ -120,4 +133,11 @@ def snapshot_from_row(
         status=int(parse_status(row["status"])),
         alarms=int(parse_alarms(row["alarms"])),
         heartbeat=0,
+        # DESIGN §10 columns; NULL in rows from before schema version 2: the §3 values.
+        current_mvar=_or(row, "current_mvar", 0.0),
+        setpoint_mvar=_or(row, "setpoint_mvar", 0.0),
+        available_discharge_mw=_or(row, "available_discharge_mw", spec.max_mw),
+        available_charge_mw=_or(row, "available_charge_mw", spec.min_mw),
+        temperature_c=_opt(row, "temperature_c"),
+        frequency_hz=_or(row, "frequency_hz", 50.0),
     )

@@ -96,6 +96,25 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        2,
+        "battery model v2 (DESIGN §10): reactive, available limits, temperature, frequency",
+        # Nullable without defaults: rows written before the upgrade have no value for them
+        # (NULL, not a made-up 0), and adding such a column is a catalogue-only change on
+        # plain PostgreSQL and allowed on a TimescaleDB hypertable with compressed chunks.
+        (
+            """
+            ALTER TABLE telemetry
+                ADD COLUMN IF NOT EXISTS current_mvar double precision,
+                ADD COLUMN IF NOT EXISTS setpoint_mvar double precision,
+                ADD COLUMN IF NOT EXISTS available_discharge_mw double precision,
+                ADD COLUMN IF NOT EXISTS available_charge_mw double precision,
+                ADD COLUMN IF NOT EXISTS temperature_c double precision,
+                ADD COLUMN IF NOT EXISTS frequency_hz double precision
+            """,
+            "ALTER TABLE dispatches ADD COLUMN IF NOT EXISTS mvar double precision",
+        ),
+    ),
 )
 
 # ---------------------------------------------------------------- TimescaleDB (best effort)
@@ -185,14 +204,14 @@ DELETE_ASSET = "DELETE FROM assets WHERE id = $1::uuid"
 #: DISTINCT ON over the whole table.
 LATEST_TELEMETRY = """
 SELECT a.id AS asset_id, t.ts, t.soc_mwhr, t.soc_pct, t.current_mw, t.setpoint_mw,
-       t.status, t.alarms
+       t.status, t.alarms, t.current_mvar, t.temperature_c
 FROM unnest($1::uuid[]) AS a (id)
 CROSS JOIN LATERAL (
     SELECT * FROM telemetry t WHERE t.asset_id = a.id ORDER BY t.ts DESC LIMIT 1
 ) t
 """
 DISPATCH_COLUMNS = (
-    "id, asset_id, mw, duration_s, status, reason, source, client, submitted_at, ended_at"
+    "id, asset_id, mw, duration_s, status, reason, source, client, submitted_at, ended_at, mvar"
 )
 DISPATCHES_IN_EFFECT = f"""
 SELECT {DISPATCH_COLUMNS} FROM dispatches
@@ -212,12 +231,15 @@ WHERE id = $1 AND status = 'accepted'
 
 # ---------------------------------------------------------------- writer
 UPSERT_DISPATCH = f"""
-INSERT INTO dispatches ({DISPATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+INSERT INTO dispatches ({DISPATCH_COLUMNS})
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason,
                                ended_at = EXCLUDED.ended_at, updated_at = now()
 """
 TELEMETRY_COLUMNS = (
     "asset_id", "ts", "soc_mwhr", "soc_pct", "current_mw", "setpoint_mw", "status", "alarms",
+    "current_mvar", "setpoint_mvar", "available_discharge_mw", "available_charge_mw",
+    "temperature_c", "frequency_hz",
 )  # fmt: skip
 #: Per-connection staging table for binary COPY; ON COMMIT DELETE ROWS empties it after each
 #: batch (and a rolled-back batch leaves nothing behind).
@@ -225,7 +247,10 @@ STAGE_TABLE = "bess_telemetry_stage"
 CREATE_STAGE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
     asset_id uuid, ts timestamptz, soc_mwhr double precision, soc_pct double precision,
-    current_mw double precision, setpoint_mw double precision, status text, alarms text[]
+    current_mw double precision, setpoint_mw double precision, status text, alarms text[],
+    current_mvar double precision, setpoint_mvar double precision,
+    available_discharge_mw double precision, available_charge_mw double precision,
+    temperature_c double precision, frequency_hz double precision
 ) ON COMMIT DELETE ROWS
 """
 #: A batch retried after a lost acknowledgement (the commit reached the server, the reply did
@@ -240,8 +265,13 @@ ON CONFLICT (asset_id, ts) DO NOTHING
 _RANGE = """asset_id = $1
     AND ts >= coalesce($2::timestamptz, '-infinity')
     AND ts <= coalesce($3::timestamptz, 'infinity')"""
+#: DESIGN §10 columns (NULL in rows written before schema version 2).
+_V2_COLUMNS = (
+    "current_mvar, setpoint_mvar, available_discharge_mw, available_charge_mw, temperature_c, "
+    "frequency_hz"
+)
 HISTORY_RAW = f"""
-SELECT ts, soc_mwhr, soc_pct, current_mw, setpoint_mw, status, alarms
+SELECT ts, soc_mwhr, soc_pct, current_mw, setpoint_mw, status, alarms, {_V2_COLUMNS}
 FROM telemetry WHERE {_RANGE}
 ORDER BY ts DESC LIMIT $4
 """
@@ -257,7 +287,8 @@ def history_buckets_sql(mode: str) -> str:
     """Averages per bucket, newest bucket first; status/alarms from the bucket's latest row."""
     return f"""
 SELECT b.bucket, b.soc_mwhr, b.soc_pct, b.current_mw, b.setpoint_mw, b.last_ts,
-       l.status, l.alarms
+       l.status, l.alarms, l.current_mvar, l.setpoint_mvar, l.available_discharge_mw,
+       l.available_charge_mw, l.temperature_c, l.frequency_hz
 FROM (
     SELECT {BUCKET_EXPR[mode]} AS bucket, avg(soc_mwhr) AS soc_mwhr, avg(soc_pct) AS soc_pct,
            avg(current_mw) AS current_mw, avg(setpoint_mw) AS setpoint_mw, max(ts) AS last_ts

@@ -100,6 +100,9 @@ function buildFleet() {
       socBar,
       mw: el("td", { class: "num c-mw", text: "—", "data-label": "MW" }),
       sp: el("td", { class: "num c-setpoint", text: "—", "data-label": "Setpoint" }),
+      mvar: el("td", { class: "num c-mvar", text: "—", "data-label": "MVAr" }),
+      avail: el("td", { class: "num c-avail", text: "—", "data-label": "Available MW" }),
+      temp: el("td", { class: "num c-temp", text: "—", "data-label": "Temp °C" }),
       status: el("span", { class: "badge c-status", text: "—" }),
       alarms: el("td", { class: "c-alarms", "data-label": "Alarms" }),
     };
@@ -128,12 +131,15 @@ function buildFleet() {
       el("td", { class: "num", "data-label": "SOC" }, el("div", { class: "soc" }, el("span", { class: "bar" }, socBar), socText)),
       cells.mw,
       cells.sp,
+      cells.mvar,
+      cells.avail,
+      cells.temp,
       el("td", { "data-label": "Status" }, cells.status),
       cells.alarms,
       el("td", { class: "col-dispatch" }, form),
       el("td", {}, histBtn),
     );
-    const msgTd = el("td", { colSpan: 9, class: "c-msg" });
+    const msgTd = el("td", { colSpan: 12, class: "c-msg" });
     const msgTr = el("tr", { class: "msg", hidden: true, "data-msg-for": a.id }, msgTd);
     body.append(tr, msgTr);
     state.rows.set(a.id, { tr, ...cells, msgTr, msgTd });
@@ -148,6 +154,10 @@ function updateRow(t) {
   r.socBar.style.width = `${Math.max(0, Math.min(100, t.soc_pct))}%`;
   r.mw.textContent = fmt(t.current_mw);
   r.sp.textContent = fmt(t.setpoint_mw);
+  // DESIGN §10: reactive power, available limits, temperature (— without a thermal model)
+  r.mvar.textContent = fmt(t.current_mvar);
+  r.avail.textContent = `${fmt(t.available_charge_mw, 1)} … ${fmt(t.available_discharge_mw, 1)}`;
+  r.temp.textContent = fmt(t.temperature_c, 1);
   r.status.textContent = t.status;
   r.status.className = `badge c-status ${t.status}`;
   const names = t.alarms.join(",");
@@ -368,6 +378,30 @@ function setupStep() {
   }
 }
 
+// ------------------------------------------------------------------ grid (DESIGN §10)
+async function loadGrid() {
+  const { status, data } = await api("grid");
+  if (status !== 200) return;
+  const hz = $("grid-hz");
+  const amb = $("grid-amb");
+  if (document.activeElement !== hz) hz.value = data.frequency_hz;
+  if (document.activeElement !== amb) amb.value = data.ambient_c === null ? "" : data.ambient_c;
+}
+
+function setupGrid() {
+  $("grid-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = {};
+    const hz = $("grid-hz").value.trim();
+    const amb = $("grid-amb").value.trim();
+    if (hz !== "") body.frequency_hz = Number(hz);
+    if (amb !== "") body.ambient_c = Number(amb);
+    const { status, data } = await api("grid", { method: "POST", body });
+    showGlobalError(status === 200 ? "" : `grid: ${errorText(data)}`);
+    if (status === 200) loadGrid();
+  });
+}
+
 function setupToken() {
   const form = $("token-form");
   if (token()) form.hidden = false;
@@ -386,6 +420,7 @@ async function main() {
   setupSorting();
   setupStep();
   setupToken();
+  setupGrid();
   const [sites, assets] = await Promise.all([api("sites"), api("assets")]);
   if (sites.status !== 200 || assets.status !== 200) {
     showGlobalError("cannot load the fleet from the API");
@@ -405,6 +440,8 @@ async function main() {
   connectWs();
   await loadClock();
   setInterval(loadClock, 10000);
+  await loadGrid();
+  setInterval(loadGrid, 10000);
   loadLog();
   if (state.assets.length) selectHistory(state.assets[0].id, false);
   document.body.dataset.ready = "1";
