@@ -163,6 +163,31 @@ class Database:
                 await con.execute("SELECT pg_advisory_unlock($1)", schema.SCHEMA_LOCK_KEY)
         return PruneCounts(removed, telemetry, dispatches, sites_removed)
 
+    # ------------------------------------------------------------ registration
+    async def registered(self) -> tuple[list[Row], list[Row]]:
+        """Sites and assets registered over the API (origin 'api'), oldest first."""
+        return await self._fetch(schema.REGISTERED_SITES), await self._fetch(
+            schema.REGISTERED_ASSETS
+        )
+
+    async def save_site(self, site: tuple[Any, ...]) -> None:
+        await self._pool.execute(schema.SAVE_SITE, *site)
+
+    async def save_asset(self, asset: tuple[Any, ...], spec_json: str) -> None:
+        await self._pool.execute(schema.SAVE_ASSET, *asset, spec_json)
+
+    async def delete_asset(self, asset_id: str) -> PruneCounts:
+        """Everything of one asset, as a prune does; one transaction."""
+        ids = [asset_id]
+        async with self._pool.acquire() as con, con.transaction():
+            telemetry = _count(await con.execute(schema.DELETE_TELEMETRY_OF, ids))
+            dispatches = _count(await con.execute(schema.DELETE_DISPATCHES_OF, ids))
+            removed = _count(await con.execute(schema.DELETE_ASSETS, ids))
+        return PruneCounts(removed, telemetry, dispatches, 0)
+
+    async def delete_site(self, site_id: str) -> None:
+        await self._pool.execute(schema.DELETE_SITE, site_id)
+
     # ------------------------------------------------------------ restore
     async def latest_telemetry(self, asset_ids: Sequence[str]) -> list[Row]:
         return await self._fetch(schema.LATEST_TELEMETRY, list(asset_ids))

@@ -25,9 +25,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from ..metrics import Metrics
-from ..sim import DispatchRecord, Fleet, HistoryQuery, Snapshot
+from ..sim import AssetSpec, DispatchRecord, Fleet, HistoryQuery, Site, Snapshot
 from . import rows
-from .db import Database, Mode
+from .db import Database, Mode, PruneCounts, Row
 from .restore import plan_restore
 from .writer import DispatchQueue, TelemetryBuffer
 
@@ -51,6 +51,10 @@ class StorageConfig:
     drain_timeout_s: float = 5.0  # clean shutdown: time allowed to write what is buffered
     read_wait_s: float = 2.0  # history waits this long for rows already published
     recent_dispatches: int = 10_000  # dispatch records reloaded into memory on restore
+
+
+class StorageUnavailableError(Exception):
+    """A registration cannot be stored: the database is down (the API answers 503)."""
 
 
 def describe_url(url: str) -> str:
@@ -80,6 +84,7 @@ class Storage:
         *,
         on_status: Callable[[DbStatus], None] | None = None,
         fallback_history: Callable[[HistoryQuery], list[Snapshot]] | None = None,
+        on_registered: Callable[[list[Row], list[Row]], None] | None = None,
     ) -> None:
         self.config = config
         self.fleet = fleet
@@ -90,6 +95,7 @@ class Storage:
         self.restored = False
         self._on_status = on_status
         self._fallback = fallback_history
+        self._on_registered = on_registered
         self._buffer = TelemetryBuffer(config.buffer_rows, on_drop=metrics.db_dropped_rows.inc)
         self._dispatches = DispatchQueue()
         self._db: Database | None = None
@@ -176,6 +182,51 @@ class Storage:
             return False
         return True
 
+    # ------------------------------------------------------------ registration
+    def _usable(self) -> Database:
+        db = self._db
+        if db is None or not self._ready or self._status != "ok":
+            raise StorageUnavailableError(f"database {self.where} is not available")
+        return db
+
+    def check_available(self) -> None:
+        """Raise StorageUnavailableError unless registrations can be stored now."""
+        self._usable()
+
+    async def save_site(self, site: Site) -> None:
+        try:
+            await self._usable().save_site(rows.site_row(site))
+        except StorageUnavailableError:
+            raise
+        except Exception as exc:
+            raise StorageUnavailableError(f"database: {_reason(exc)}") from None
+
+    async def save_asset(self, spec: AssetSpec, spec_json: str) -> None:
+        try:
+            await self._usable().save_asset(rows.asset_row(spec), spec_json)
+        except StorageUnavailableError:
+            raise
+        except Exception as exc:
+            raise StorageUnavailableError(f"database: {_reason(exc)}") from None
+
+    async def delete_asset(self, asset_id: str) -> PruneCounts:
+        """Delete the asset's rows (telemetry, dispatches, the asset) after writing what is
+        pending, so no queued record refers to a deleted asset."""
+        db = self._usable()
+        try:
+            await self.flush(self.config.drain_timeout_s)
+            return await db.delete_asset(asset_id)
+        except Exception as exc:
+            raise StorageUnavailableError(f"database: {_reason(exc)}") from None
+
+    async def delete_site(self, site_id: str) -> None:
+        try:
+            await self._usable().delete_site(site_id)
+        except StorageUnavailableError:
+            raise
+        except Exception as exc:
+            raise StorageUnavailableError(f"database: {_reason(exc)}") from None
+
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Storage:
         cfg = self.config
@@ -255,6 +306,10 @@ class Storage:
             )
         tripped: list[str] = []
         if restore:
+            if self._on_registered is not None:
+                # Registered assets join the fleet before the restore, so their state comes
+                # back like that of the file's assets (DESIGN §14).
+                self._on_registered(*await db.registered())
             tripped = await self._restore(db)
         self._ready = True
         return tripped
