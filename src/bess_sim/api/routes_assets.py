@@ -54,6 +54,13 @@ def asset_spec(sup: Supervisor, asset_id: UUID) -> AssetSpec:
         raise HTTPException(404, f"unknown asset {asset_id}") from None
 
 
+def history_spec(sup: Supervisor, asset_id: UUID) -> AssetSpec:
+    """Like :func:`asset_spec`, but an asset deleted during this run (DESIGN §14) is found
+    too: its history stays readable until restart."""
+    retired = sup.fleet.retired_spec(str(asset_id))
+    return retired if retired is not None else asset_spec(sup, asset_id)
+
+
 def build_router(sup: Supervisor) -> APIRouter:
     router = APIRouter()
     auth = [Depends(require_token(sup.settings.api_token))]
@@ -170,7 +177,7 @@ def build_router(sup: Supervisor) -> APIRouter:
             ),
         ] = None,
     ) -> list[TelemetryOut]:
-        spec = asset_spec(sup, asset_id)
+        spec = history_spec(sup, asset_id)
         start_utc = as_utc(start, "start")
         end_utc = as_utc(end, "end")
         if start_utc is not None and end_utc is not None and start_utc > end_utc:
