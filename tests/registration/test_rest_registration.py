@@ -127,9 +127,7 @@ async def test_clashes_are_409_and_change_nothing(runtime: Runtime) -> None:
     a1 = runtime.fleet.spec(ASSET_1)
     async with http(runtime) as c:
         before = await fleet_state(c)
-        same_unit = await c.post(
-            "/assets", json=asset_body(a1.modbus.port, a1.modbus.unit_id)
-        )
+        same_unit = await c.post("/assets", json=asset_body(a1.modbus.port, a1.modbus.unit_id))
         assert same_unit.status_code == 409 and "BESS-1" in same_unit.json()["detail"]
         same_id = await c.post("/assets", json=asset_body(free_tcp_port(), id=ASSET_1))
         assert same_id.status_code == 409 and "duplicate asset id" in same_id.json()["detail"]

@@ -147,7 +147,23 @@ def build_router(sup: Supervisor) -> APIRouter:
         description="The whole current fleet (file and registered assets) as an assets.yaml "
         "that `bess-sim check-config` accepts and that reproduces the same fleet.",
         response_class=Response,
-        responses={200: {"content": {"application/yaml": {"schema": {"type": "string"}}}}},
+        responses={
+            200: {
+                "content": {
+                    "application/yaml": {
+                        # The YAML document's structure (what a YAML-aware client parses).
+                        "schema": {
+                            "type": "object",
+                            "required": ["sites", "assets"],
+                            "properties": {
+                                "sites": {"type": "array", "items": {"type": "object"}},
+                                "assets": {"type": "array", "items": {"type": "object"}},
+                            },
+                        }
+                    }
+                }
+            }
+        },
     )
     async def fleet_yaml() -> Response:
         return Response(reg.export_yaml(), media_type="application/yaml")
