@@ -78,6 +78,12 @@ async def test_registered_asset_survives_a_restart(
     assert await sql("SELECT id FROM sites WHERE origin = 'api'") == []
 
 
+def move_bess3(assets_file: Path, port: int) -> None:
+    data = yaml.safe_load(assets_file.read_text())
+    data["assets"][2]["modbus"] = {"port": port, "unit_id": 1}
+    assets_file.write_text(yaml.safe_dump(data))
+
+
 async def test_file_wins_over_a_registered_asset_that_clashes(
     make_settings: Callable[..., Settings],
     db_url: str,
@@ -90,9 +96,7 @@ async def test_file_wins_over_a_registered_asset_that_clashes(
     async with start(settings) as rt, http(rt) as c:
         assert (await c.post("/assets", json=asset_body(port, 1))).status_code == 201
     # The operator now puts a file asset on the same (port, unit).
-    data = yaml.safe_load(assets_file.read_text())
-    data["assets"][2]["modbus"] = {"port": port, "unit_id": 1}
-    assets_file.write_text(yaml.safe_dump(data))
+    move_bess3(assets_file, port)
     caplog.set_level("INFO")
     async with start(settings) as rt:
         assert not rt.fleet.has_asset(NEW_ASSET)
