@@ -4,16 +4,20 @@ assets.yaml, clashes, file-managed assets, nothing changed after a refusal, /fle
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 import yaml
 
 from bess_sim.config import parse_assets
 from bess_sim.runtime import Runtime
-from tests.conftest import ASSET_1, SITE_A, SITE_B, free_tcp_port
+from tests.conftest import ASSET_1, ROOT, SITE_A, SITE_B, free_tcp_port
 from tests.registration.helpers import NEW_ASSET, asset_body, fleet_state, http
 
 
@@ -206,3 +210,50 @@ async def test_fleet_yaml_round_trips(runtime: Runtime, tmp_path: Path) -> None:
     assert [a["id"] for a in assets] == [a.id for a in cfg.assets]
     assert [s["id"] for s in sites] == [s.id for s in cfg.sites]
     assert "BESS-NEW" in r.text.splitlines()[1]  # the header names registered assets
+
+
+def check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bess_sim", "check-config", "--assets", str(path),
+         "--register-map", str(ROOT / "register_map.yaml")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+async def test_fleet_yaml_passes_check_config(runtime: Runtime, tmp_path: Path) -> None:
+    async with http(runtime) as c:
+        assert (await c.post("/assets", json=asset_body(free_tcp_port()))).status_code == 201
+        text = (await c.get("/fleet.yaml")).text
+    path = tmp_path / "fleet.yaml"
+    await asyncio.to_thread(path.write_text, text)
+    res = await asyncio.to_thread(check_config, path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "4 assets" in res.stdout + res.stderr
+
+
+async def test_websocket_streams_a_registered_asset(runtime: Runtime) -> None:
+    url = f"ws://127.0.0.1:{runtime.http_port}/ws/telemetry"
+    async with websockets.connect(url) as ws, http(runtime) as c:
+        first = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert NEW_ASSET not in [s["asset_id"] for s in first["snapshots"]]
+        assert (await c.post("/assets", json=asset_body(free_tcp_port()))).status_code == 201
+        await runtime.step(1)
+        msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert [s["asset_id"] for s in msg["snapshots"]][-1] == NEW_ASSET
+        assert (await c.delete(f"/assets/{NEW_ASSET}")).status_code == 204
+        await runtime.step(1)
+        msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert NEW_ASSET not in [s["asset_id"] for s in msg["snapshots"]]
+        # A filtered stream of a deleted asset is refused like any unknown one.
+        async with websockets.connect(f"{url}?asset_id={NEW_ASSET}") as one:
+            refused = json.loads(await asyncio.wait_for(one.recv(), 30))
+            assert refused["type"] == "error"
+
+
+async def test_in_memory_registration_is_logged_as_such(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="bess_sim.registry")
+    async with http(runtime) as c:
+        assert (await c.post("/assets", json=asset_body(free_tcp_port()))).status_code == 201
+    assert "added asset BESS-NEW" in caplog.text and "in memory only, lost at exit" in caplog.text
