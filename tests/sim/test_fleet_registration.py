@@ -44,7 +44,9 @@ def test_added_asset_ticks_from_the_next_tick() -> None:
     f.dispatch(DispatchRequest("b1", 6.0))
     out = f.advance(60.0)
     assert [s.asset_id for s in out] == ["a1", "b1"]
-    assert out[1].current_mw == 6.0 and out[1].soc_mwhr == pytest.approx(5.0 - 0.1 + 0.5 * 0.06 * 6.0 / 3600)
+    assert out[1].current_mw == 6.0 and out[1].soc_mwhr == pytest.approx(
+        5.0 - 0.1 + 0.5 * 0.06 * 6.0 / 3600
+    )
     with pytest.raises(ValueError):
         f.add_asset(B)  # id taken
     with pytest.raises(ValueError):
