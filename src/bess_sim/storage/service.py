@@ -213,8 +213,14 @@ class Storage:
         """Delete the asset's rows (telemetry, dispatches, the asset) after writing what is
         pending, so no queued record refers to a deleted asset."""
         db = self._usable()
+        # Deleting with records still queued would leave a dispatch record whose asset row is
+        # gone: its foreign key would then fail every later batch of the writer.
+        if not await self.flush(self.config.drain_timeout_s):
+            raise StorageUnavailableError(
+                f"database {self.where}: pending rows not written within "
+                f"{self.config.drain_timeout_s:g} s"
+            )
         try:
-            await self.flush(self.config.drain_timeout_s)
             return await db.delete_asset(asset_id)
         except Exception as exc:
             raise StorageUnavailableError(f"database: {_reason(exc)}") from None
