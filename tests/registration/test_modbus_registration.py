@@ -118,3 +118,21 @@ async def test_mbpoll_reads_a_registered_asset(runtime: Runtime) -> None:
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, out.decode()
         assert "[10]: \t20" in out.decode() or "[10]: 20" in out.decode(), out.decode()
+
+
+async def test_put_moves_the_device_to_a_new_port(runtime: Runtime) -> None:
+    old, new = free_tcp_port(), free_tcp_port()
+    async with http(runtime) as c:
+        assert (await c.post("/assets", json=asset_body(old, 1))).status_code == 201
+        r = await c.put(f"/assets/{NEW_ASSET}", json=asset_body(new, 2))
+        assert r.status_code == 200, r.text
+    assert old not in runtime.modbus_ports and runtime.modbus_ports[new] == new
+    client = await connect(new)
+    try:
+        rr = await client.read_input_registers(10, count=2, device_id=2)
+        assert not rr.isError() and as_f32(rr.registers) == pytest.approx(20.0)
+    finally:
+        client.close()
+    with pytest.raises(OSError):
+        _, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", old), TIMEOUT_S)
+        w.close()
