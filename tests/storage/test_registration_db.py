@@ -16,7 +16,7 @@ from bess_sim.modbus.points import load_register_map
 from bess_sim.runtime import Runtime
 from bess_sim.settings import Settings
 from tests.conftest import free_tcp_port
-from tests.registration.helpers import NEW_ASSET, asset_body, http
+from tests.registry_helpers import NEW_ASSET, asset_body, http
 
 OTHER = "bbbbbbbb-0000-4000-8000-000000000002"
 SITE_NEW = "33333333-3333-4333-8333-333333333333"

@@ -13,7 +13,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from bess_sim.runtime import Runtime
 from tests.conftest import ASSET_1, free_tcp_port
-from tests.registration.helpers import NEW_ASSET, asset_body, http
+from tests.registry_helpers import NEW_ASSET, asset_body, http
 
 TIMEOUT_S = 10.0
 DT = AsyncModbusTcpClient.DATATYPE

@@ -18,7 +18,7 @@ import yaml
 from bess_sim.config import parse_assets
 from bess_sim.runtime import Runtime
 from tests.conftest import ASSET_1, ROOT, SITE_A, SITE_B, free_tcp_port
-from tests.registration.helpers import NEW_ASSET, asset_body, fleet_state, http
+from tests.registry_helpers import NEW_ASSET, asset_body, fleet_state, http
 
 
 async def test_register_tick_change_delete(runtime: Runtime) -> None:
