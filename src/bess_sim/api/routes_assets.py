@@ -70,7 +70,8 @@ def build_router(sup: Supervisor) -> APIRouter:
         response_model=list[SiteOut],
         summary="List sites",
         tags=["fleet"],
-        description="The sites of assets.yaml, in file order.",
+        description="The sites of assets.yaml in file order, then those registered at run "
+        "time (POST /sites).",
     )
     async def list_sites() -> list[SiteOut]:
         return [SiteOut.of(s) for s in sup.fleet.sites]
