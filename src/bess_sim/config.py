@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,7 @@ def parse_assets(data: Any, file: str) -> FleetConfig:
     site_ids: set[str] = set()
     for i, raw in enumerate(_list(file, data, "sites")):
         e = _Entry(file, "site", i, raw, _SITE_FIELDS)
-        site = Site(id=e.uuid("id"), name=e.text("name"), location=e.optional_text("location"))
+        site = _parse_site(e)
         if site.id in site_ids:
             raise e.error("id", f"duplicate site id {site.id}")
         site_ids.add(site.id)
@@ -180,6 +181,45 @@ def parse_assets(data: Any, file: str) -> FleetConfig:
         addresses[key] = spec.name
         assets.append(spec)
     return FleetConfig(sites=tuple(sites), assets=tuple(assets), source=file)
+
+
+def _parse_site(e: _Entry) -> Site:
+    return Site(id=e.uuid("id"), name=e.text("name"), location=e.optional_text("location"))
+
+
+def parse_site(raw: Any, file: str) -> Site:
+    """Validate one site mapping alone (run-time registration, DESIGN §14): the same rules as
+    a ``sites:`` entry of assets.yaml."""
+    return _parse_site(_Entry(file, "site", 0, raw, _SITE_FIELDS))
+
+
+def parse_asset(raw: Any, file: str, index: int, site_ids: set[str]) -> AssetSpec:
+    """Validate one asset mapping alone (run-time registration, DESIGN §14): the same rules as
+    an ``assets:`` entry; ``index`` is its position in the fleet (default Modbus port
+    ``5020 + index``). Clashes with other assets are checked by :func:`check_asset_clash`."""
+    return _parse_asset(_Entry(file, "asset", index, raw, _ASSET_FIELDS), index, site_ids)
+
+
+def check_asset_clash(
+    spec: AssetSpec, others: Iterable[AssetSpec], file: str, *, replacing: str | None = None
+) -> None:
+    """Raise a ConfigError (field ``id`` or ``modbus``) when ``spec`` reuses the id or the
+    ``(port, unit_id)`` of one of ``others``; ``replacing`` is an id allowed to be reused
+    (the asset being changed)."""
+    entry = f"asset '{spec.name}'"
+    key = (spec.modbus.port, spec.modbus.unit_id)
+    for other in others:
+        if other.id == replacing:
+            continue
+        if other.id == spec.id:
+            raise ConfigError(file, f"duplicate asset id {spec.id}", entry, "id")
+        if (other.modbus.port, other.modbus.unit_id) == key:
+            raise ConfigError(
+                file,
+                f"port {key[0]} unit_id {key[1]} is already used by asset '{other.name}'",
+                entry,
+                "modbus",
+            )
 
 
 def _parse_asset(e: _Entry, index: int, site_ids: set[str]) -> AssetSpec:

@@ -202,3 +202,26 @@ def _frequency(e: _Entry, max_mw: float, min_mw: float) -> FrequencyParams | Non
             "frequency_response.max_mw", f"must be in [0, {rating:g}] (the rating), got {fr_max:g}"
         )
     return FrequencyParams("droop", nominal, deadband, droop, fr_max)
+
+
+def model_mapping(params: ModelParams | None) -> dict[str, Any]:
+    """The inverse of :func:`parse_model`: the assets.yaml fields that reproduce ``params``
+    (used by ``GET /fleet.yaml`` and the stored spec of registered assets)."""
+    if params is None:
+        return {}
+    out: dict[str, Any] = {}
+    for name in ("efficiency_curve", "charge_taper", "discharge_taper"):
+        curve: Curve | None = getattr(params, name)
+        if curve is not None:
+            out[name] = [[x, y] for x, y in zip(curve.xs, curve.ys, strict=True)]
+    if params.self_discharge_pct_per_day:
+        out["self_discharge_pct_per_day"] = params.self_discharge_pct_per_day
+    for name, keys in (
+        ("thermal", _THERMAL),
+        ("reactive", _REACTIVE),
+        ("frequency_response", _FREQUENCY),
+    ):
+        sub = getattr(params, name)
+        if sub is not None:
+            out[name] = {k: getattr(sub, k) for k in keys}
+    return out

@@ -28,6 +28,7 @@ from .modbus.connection import ConnectionLimits
 from .modbus.points import RegisterMap
 from .modbus.server import ModbusBindError, ModbusService
 from .net import bind_tcp
+from .registry import Registry
 from .settings import Settings
 from .sim import DispatchRecord, Fleet, FleetConfig, HistoryBuffer, Snapshot
 from .sim.history import HistoryQuery, bucket_snapshots
@@ -99,6 +100,13 @@ class Runtime:
         self.http_port: int | None = None
         self.modbus_ports: dict[int, int] = {}  # configured port → bound port
         self.modbus: ModbusService | None = None
+        self.registry = Registry(
+            self.fleet,
+            self.history_buffer,
+            modbus=lambda: self.modbus,
+            storage=lambda: self.storage,
+            on_change=self._fleet_changed,
+        )
 
     # ------------------------------------------------------------ ticking
     def add_sink(self, sink: TelemetrySink) -> None:
@@ -170,8 +178,13 @@ class Runtime:
     def set_history_source(self, source: HistorySource) -> None:
         self._history_source = source
 
+    def _fleet_changed(self) -> None:
+        if self.modbus is not None:
+            self.modbus_ports = self.modbus.ports
+
     async def history(self, query: HistoryQuery) -> list[Snapshot]:
-        if self._history_source is not None:
+        # An asset deleted during this run (DESIGN §14) is read from the ring until restart.
+        if self._history_source is not None and self.fleet.has_asset(query.asset_id):
             return await self._history_source.history(query)
         return self.memory_history(query)
 
@@ -228,6 +241,7 @@ class Runtime:
                 "database: disabled (in memory; history ring buffer of %d per asset)",
                 s.history_size,
             )
+            log.info("registration: assets registered over the API are kept in memory until exit")
         # --- storage wiring (persistence issue) goes here: restore before anything ticks.
         if s.database_url is not None:
             await self._start_storage(s.database_url)
@@ -266,6 +280,7 @@ class Runtime:
             self.metrics,
             on_status=self.set_db_status,
             fallback_history=self.memory_history,
+            on_registered=self.registry.load_registered,
         )
         await self._stack.enter_async_context(storage)
         self._stack.callback(self.remove_sink, storage)

@@ -564,6 +564,9 @@ async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
         ("get", "/health"), ("get", "/metrics"), ("get", "/sim/clock"), ("post", "/sim/step"),
         ("post", "/assets/{asset_id}/trip"), ("post", "/assets/{asset_id}/reset"),
         ("get", "/grid"), ("post", "/grid"),
+        # run-time registration (DESIGN §14)
+        ("post", "/sites"), ("delete", "/sites/{site_id}"), ("post", "/assets"),
+        ("put", "/assets/{asset_id}"), ("delete", "/assets/{asset_id}"), ("get", "/fleet.yaml"),
     }  # fmt: skip
     found = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert found == expected
@@ -573,7 +576,7 @@ async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
         codes = set(op["responses"])
         if "{" in path:
             assert {"404", "422"} <= codes, path
-        if method == "post":
+        if method in ("post", "put", "delete"):
             assert "401" in codes and "422" in codes, path
             # An open simulator documents no security scheme (see test_openapi_security).
             assert "security" not in op
@@ -593,7 +596,7 @@ async def test_openapi_security_when_token_set(start_runtime: Callable[..., Runt
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     for path, ops in spec["paths"].items():
         for method, op in ops.items():
-            if method == "post":
+            if method in ("post", "put", "delete"):
                 assert op["security"] == [{"bearer": []}], path
             else:
                 assert "security" not in op, path

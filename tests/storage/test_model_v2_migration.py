@@ -45,7 +45,14 @@ async def test_version_1_database_upgrades_in_place(db_url: str) -> None:
         await con.execute(schema.SCHEMA_VERSION_DDL)
         await _apply(con, 1)
         await con.execute("INSERT INTO sites (id, name) VALUES ($1, 'S')", SPEC.site_id)
-        await con.execute(schema.UPSERT_ASSET, *rows.asset_row(SPEC))
+        # The asset row as version 1 knew it (UPSERT_ASSET now also sets version 3's origin).
+        await con.execute(
+            "INSERT INTO assets (id, site_id, name, location, capacity_mwhr, max_mw, min_mw, "
+            "ramp_rate_mw_per_min, efficiency, initial_soc_pct, soc_min_pct, soc_max_pct, "
+            "watchdog_timeout_s, modbus_port, modbus_unit_id) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            *rows.asset_row(SPEC),
+        )
         # A row as version 1 wrote it (8 columns).
         await con.execute(
             "INSERT INTO telemetry (asset_id, ts, soc_mwhr, soc_pct, current_mw, setpoint_mw, "
@@ -100,7 +107,14 @@ async def test_dispatch_mvar_round_trips(db_url: str) -> None:
         await _apply(con, 1)
         await _apply(con, 2)
         await con.execute("INSERT INTO sites (id, name) VALUES ($1, 'S')", SPEC.site_id)
-        await con.execute(schema.UPSERT_ASSET, *rows.asset_row(SPEC))
+        # The asset row as version 1 knew it (UPSERT_ASSET now also sets version 3's origin).
+        await con.execute(
+            "INSERT INTO assets (id, site_id, name, location, capacity_mwhr, max_mw, min_mw, "
+            "ramp_rate_mw_per_min, efficiency, initial_soc_pct, soc_min_pct, soc_max_pct, "
+            "watchdog_timeout_s, modbus_port, modbus_unit_id) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            *rows.asset_row(SPEC),
+        )
         rec = DispatchRecord(
             "5a0b5a0b-0000-4000-8000-000000000001", SPEC.id, 1.0, None, DispatchStatus.ACCEPTED,
             None, DispatchSource.MODBUS, "127.0.0.1:1", T0, None, mvar=-0.75,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..clock import ManualClock, RealTimeClock
 from ..metrics import Metrics
@@ -11,12 +11,16 @@ from ..settings import Settings
 from ..sim import Fleet, HistoryQuery, Snapshot
 from ..sim.model import TelemetrySink
 
+if TYPE_CHECKING:
+    from ..registry import Registry
+
 
 class Supervisor(Protocol):
     settings: Settings
     fleet: Fleet
     metrics: Metrics
     clock: RealTimeClock | ManualClock
+    registry: Registry
 
     @property
     def db_status(self) -> Literal["ok", "down", "disabled"]: ...

@@ -67,6 +67,13 @@ def asset_spec(sup: Supervisor, asset_id: UUID) -> AssetSpec:
         raise HTTPException(404, f"unknown asset {asset_id}") from None
 
 
+def history_spec(sup: Supervisor, asset_id: UUID) -> AssetSpec:
+    """Like :func:`asset_spec`, but an asset deleted during this run (DESIGN §14) is found
+    too: its history stays readable until restart."""
+    retired = sup.fleet.retired_spec(str(asset_id))
+    return retired if retired is not None else asset_spec(sup, asset_id)
+
+
 def build_router(sup: Supervisor) -> APIRouter:
     router = APIRouter()
     auth = [Depends(require_token(sup.settings.api_token))]
@@ -76,7 +83,8 @@ def build_router(sup: Supervisor) -> APIRouter:
         response_model=list[SiteOut],
         summary="List sites",
         tags=["fleet"],
-        description="The sites of assets.yaml, in file order.",
+        description="The sites of assets.yaml in file order, then those registered at run "
+        "time (POST /sites).",
     )
     async def list_sites() -> list[SiteOut]:
         return [SiteOut.of(s) for s in sup.fleet.sites]
@@ -186,7 +194,7 @@ def build_router(sup: Supervisor) -> APIRouter:
             ),
         ] = None,
     ) -> list[TelemetryOut]:
-        spec = asset_spec(sup, asset_id)
+        spec = history_spec(sup, asset_id)
         start_utc = as_utc(start, "start")
         end_utc = as_utc(end, "end")
         if start_utc is not None and end_utc is not None and start_utc > end_utc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from . import physics
@@ -133,6 +133,7 @@ class Fleet:
         self.tick_count = 0
         self._assets: dict[str, _Asset] = {a.id: _Asset(a) for a in config.assets}
         self._sites: dict[str, Site] = {s.id: s for s in config.sites}
+        self._retired: dict[str, AssetSpec] = {}
         self._log: OrderedDict[str, DispatchRecord] = OrderedDict()
         self._log_size = dispatch_log_size
         self._new_id = id_factory
@@ -326,6 +327,67 @@ class Fleet:
         now = self.now
         for cell in self._assets.values():
             cell.snapshot = self._snapshot(cell, now)
+
+    # ----------------------------------------------------------------- registration
+    # Run-time changes of the fleet (DESIGN §14). Called between ticks (the tick is
+    # synchronous), so an asset is either wholly in a tick or not at all.
+    def add_site(self, site: Site) -> None:
+        if site.id in self._sites:
+            raise ValueError(f"site {site.id} exists")
+        self._sites[site.id] = site
+        self.config = replace(self.config, sites=(*self.config.sites, site))
+
+    def remove_site(self, site_id: str) -> Site:
+        if any(c.spec.site_id == site_id for c in self._assets.values()):
+            raise ValueError(f"site {site_id} still has assets")
+        site = self._sites.pop(site_id)
+        self.config = replace(self.config, sites=tuple(self._sites.values()))
+        return site
+
+    def add_asset(self, spec: AssetSpec) -> Snapshot:
+        """A new asset at its initial state; it ticks from the next tick."""
+        if spec.id in self._assets or spec.site_id not in self._sites:
+            raise ValueError(f"asset {spec.id} exists or site {spec.site_id} is unknown")
+        cell = _Asset(spec)
+        cell.heartbeat_changed_s = self.sim_time_s
+        cell.snapshot = self._snapshot(cell, self.now)
+        self._assets[spec.id] = cell
+        self._retired.pop(spec.id, None)
+        self._sync_specs()
+        return cell.snapshot
+
+    def replace_asset(self, spec: AssetSpec) -> Snapshot:
+        """New parameters for an existing asset. SOC (MWh) and MW carry over, clamped to the
+        new limits; a dispatch in effect outside the new [min_mw, max_mw] is interrupted."""
+        cell = self._cell(spec.id)
+        cell.spec = spec
+        cell.lim = physics.Limits.of(spec)
+        cell.soc_mwhr = min(max(cell.soc_mwhr, spec.soc_min_mwhr), spec.soc_max_mwhr)
+        cell.current_mw = min(max(cell.current_mw, spec.min_mw), spec.max_mw)
+        active = cell.active
+        if active is not None and not spec.min_mw <= active.mw <= spec.max_mw:
+            self._end_active(cell, DispatchStatus.INTERRUPTED)
+            cell.setpoint_mw = 0.0
+        cell.snapshot = self._snapshot(cell, self.now)
+        self._sync_specs()
+        return cell.snapshot
+
+    def remove_asset(self, asset_id: str) -> AssetSpec:
+        """Take an asset out of the fleet; its dispatch in effect ends ``interrupted``. Its
+        spec stays known (:meth:`retired_spec`) so its history can still be read."""
+        cell = self._cell(asset_id)
+        self._end_active(cell, DispatchStatus.INTERRUPTED)
+        del self._assets[asset_id]
+        self._retired[asset_id] = cell.spec
+        self._sync_specs()
+        return cell.spec
+
+    def retired_spec(self, asset_id: str) -> AssetSpec | None:
+        """The spec of an asset removed during this run, else None."""
+        return self._retired.get(asset_id)
+
+    def _sync_specs(self) -> None:
+        self.config = replace(self.config, assets=tuple(c.spec for c in self._assets.values()))
 
     # ----------------------------------------------------------------- time
     def advance(self, dt_s: float) -> list[Snapshot]:

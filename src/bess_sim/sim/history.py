@@ -76,6 +76,7 @@ class _Frame(NamedTuple):
     ts: datetime
     sim_time_s: float
     cols: tuple[array[Any], ...]
+    layout: dict[str, int]  # asset id → column position (the fleet layout of this frame)
 
 
 class HistoryBuffer:
@@ -91,11 +92,22 @@ class HistoryBuffer:
         # Per-asset constants (site_id, capacity, max_mw, min_mw), from the first snapshot seen.
         self._const: dict[str, tuple[str, float, float, float]] = {}
         self._frames: deque[_Frame] = deque(maxlen=size)
+        self._need_const = True  # some asset of the layout has no constants yet
+
+    def set_assets(self, asset_ids: Iterable[str], changed: Iterable[str] = ()) -> None:
+        """The fleet changed (run-time registration, DESIGN §14): later frames use the new
+        layout; earlier frames keep theirs, so a removed asset's history stays readable.
+        ``changed``: assets whose limits changed (their constants are taken anew)."""
+        for asset_id in changed:
+            self._const.pop(asset_id, None)
+        self._ids = list(asset_ids)
+        self._index = {a: i for i, a in enumerate(self._ids)}
+        self._need_const = True
 
     def publish(self, snapshots: Sequence[Snapshot]) -> None:
         if not snapshots:
             return
-        if len(self._const) < len(self._ids):
+        if self._need_const:
             for snap in snapshots:
                 if snap.asset_id in self._index and snap.asset_id not in self._const:
                     self._const[snap.asset_id] = (
@@ -104,6 +116,7 @@ class HistoryBuffer:
                         snap.max_mw,
                         snap.min_mw,
                     )
+            self._need_const = not self._index.keys() <= self._const.keys()
         first = snapshots[0]
         if (
             first.timestamp is snapshots[-1].timestamp
@@ -131,13 +144,13 @@ class HistoryBuffer:
             self._append(group[0], cols)
 
     def _append(self, snap: Snapshot, cols: tuple[array[Any], ...]) -> None:
-        self._frames.append(_Frame(snap.timestamp, snap.sim_time_s, cols))
+        self._frames.append(_Frame(snap.timestamp, snap.sim_time_s, cols, self._index))
 
     def query(self, q: HistoryQuery) -> list[Snapshot]:
         """Raw snapshots, newest first (``q.bucket_s`` is not handled here)."""
-        i = self._index.get(q.asset_id)
-        const = self._const.get(q.asset_id)
-        if i is None or const is None:
+        asset_id = q.asset_id
+        const = self._const.get(asset_id)
+        if const is None:
             return []
         site_id, capacity, max_mw, min_mw = const
         start, end = q.start, q.end
@@ -147,6 +160,9 @@ class HistoryBuffer:
                 continue
             if start is not None and frame.ts < start:
                 break
+            i = frame.layout.get(asset_id)
+            if i is None:
+                continue
             soc, pct, mw, sp, status, alarms, hb, mvar, sp_mvar, dis, chg, temp, hz = (
                 c[i] for c in frame.cols
             )

@@ -293,6 +293,31 @@ class Database:
         async with self._connection() as con:
             return _count(await con.execute(schema.DELETE_STALE_SITES, list(site_ids)))
 
+    # ------------------------------------------------------------ registration
+    async def registered(self) -> tuple[list[Row], list[Row]]:
+        """Sites and assets registered over the API (origin 'api'), oldest first."""
+        return await self._fetch(schema.REGISTERED_SITES), await self._fetch(
+            schema.REGISTERED_ASSETS
+        )
+
+    async def save_site(self, site: tuple[Any, ...]) -> None:
+        async with self._connection() as con:
+            await con.execute(schema.SAVE_SITE, *site)
+
+    async def save_asset(self, asset: tuple[Any, ...], spec_json: str) -> None:
+        async with self._connection() as con:
+            await con.execute(schema.SAVE_ASSET, *asset, spec_json)
+
+    async def delete_asset(self, asset_id: str, mode: Mode) -> PruneCounts:
+        """Everything of one asset, exactly as a prune does (one transaction, compressed
+        chunks handled by :meth:`prune_asset`)."""
+        telemetry, dispatches = await self.prune_asset(asset_id, mode)
+        return PruneCounts(1, telemetry, dispatches, 0)
+
+    async def delete_site(self, site_id: str) -> None:
+        async with self._connection() as con:
+            await con.execute(schema.DELETE_SITE, site_id)
+
     # ------------------------------------------------------------ restore
     async def latest_telemetry(self, asset_ids: Sequence[str]) -> list[Row]:
         return await self._fetch(schema.LATEST_TELEMETRY, list(asset_ids))

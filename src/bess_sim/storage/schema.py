@@ -115,6 +115,29 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "ALTER TABLE dispatches ADD COLUMN IF NOT EXISTS mvar double precision",
         ),
     ),
+    (
+        3,
+        "registration: origin (config | api), created_at, spec of registered assets",
+        (
+            # origin 'config' = managed by assets.yaml (upserted and pruned by reconcile);
+            # 'api' = registered at run time (DESIGN §14): never pruned, restored at start-up.
+            """
+            ALTER TABLE sites
+                ADD COLUMN IF NOT EXISTS origin text NOT NULL DEFAULT 'config'
+                    CHECK (origin IN ('config', 'api')),
+                ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now()
+            """,
+            # spec: the asset's assets.yaml mapping as registered; restored through the same
+            # validation as the file, so fields added to the YAML later need no new column.
+            """
+            ALTER TABLE assets
+                ADD COLUMN IF NOT EXISTS origin text NOT NULL DEFAULT 'config'
+                    CHECK (origin IN ('config', 'api')),
+                ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now(),
+                ADD COLUMN IF NOT EXISTS spec jsonb
+            """,
+        ),
+    ),
 )
 
 # ---------------------------------------------------------------- TimescaleDB (best effort)
@@ -163,7 +186,7 @@ TRUNCATE_ALL = "TRUNCATE telemetry, dispatches, assets"
 UPSERT_SITE = """
 INSERT INTO sites (id, name, location) VALUES ($1, $2, $3)
 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, location = EXCLUDED.location,
-                               updated_at = now()
+                               origin = 'config', updated_at = now()
 """
 UPSERT_ASSET = """
 INSERT INTO assets (id, site_id, name, location, capacity_mwhr, max_mw, min_mw,
@@ -177,13 +200,14 @@ ON CONFLICT (id) DO UPDATE SET
     initial_soc_pct = EXCLUDED.initial_soc_pct, soc_min_pct = EXCLUDED.soc_min_pct,
     soc_max_pct = EXCLUDED.soc_max_pct, watchdog_timeout_s = EXCLUDED.watchdog_timeout_s,
     modbus_port = EXCLUDED.modbus_port, modbus_unit_id = EXCLUDED.modbus_unit_id,
-    updated_at = now()
+    origin = 'config', spec = NULL, updated_at = now()
 """
-STALE_ASSETS = "SELECT id FROM assets WHERE NOT (id = ANY($1::uuid[]))"
+#: Only file-managed rows are pruned; registered ones (origin 'api') stay (DESIGN §14).
+STALE_ASSETS = "SELECT id FROM assets WHERE origin = 'config' AND NOT (id = ANY($1::uuid[]))"
 #: Sites no longer in assets.yaml, once no asset refers to them (stale assets are pruned one by
 #: one afterwards, then this runs again).
 DELETE_STALE_SITES = """
-DELETE FROM sites s WHERE NOT (s.id = ANY($1::uuid[]))
+DELETE FROM sites s WHERE s.origin = 'config' AND NOT (s.id = ANY($1::uuid[]))
     AND NOT EXISTS (SELECT 1 FROM assets a WHERE a.site_id = s.id)
 """
 #: 0 = no limit, for the prune transaction only (SET LOCAL); the setting exists since 2.14.
@@ -198,6 +222,35 @@ def delete_telemetry_of(asset_uuid: str) -> str:
 
 DELETE_DISPATCHES_OF = "DELETE FROM dispatches WHERE asset_id = $1::uuid"
 DELETE_ASSET = "DELETE FROM assets WHERE id = $1::uuid"
+
+# ---------------------------------------------------------------- registration (DESIGN §14)
+REGISTERED_SITES = """
+SELECT id, name, location FROM sites WHERE origin = 'api' ORDER BY created_at, id
+"""
+REGISTERED_ASSETS = """
+SELECT id, spec::text AS spec FROM assets WHERE origin = 'api' ORDER BY created_at, id
+"""
+SAVE_SITE = """
+INSERT INTO sites (id, name, location, origin) VALUES ($1, $2, $3, 'api')
+ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, location = EXCLUDED.location,
+                               origin = 'api', updated_at = now()
+"""
+#: UPSERT_ASSET's 15 parameters plus $16 = the spec mapping as JSON text.
+SAVE_ASSET = """
+INSERT INTO assets (id, site_id, name, location, capacity_mwhr, max_mw, min_mw,
+                    ramp_rate_mw_per_min, efficiency, initial_soc_pct, soc_min_pct,
+                    soc_max_pct, watchdog_timeout_s, modbus_port, modbus_unit_id, origin, spec)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'api', $16::jsonb)
+ON CONFLICT (id) DO UPDATE SET
+    site_id = EXCLUDED.site_id, name = EXCLUDED.name, location = EXCLUDED.location,
+    capacity_mwhr = EXCLUDED.capacity_mwhr, max_mw = EXCLUDED.max_mw, min_mw = EXCLUDED.min_mw,
+    ramp_rate_mw_per_min = EXCLUDED.ramp_rate_mw_per_min, efficiency = EXCLUDED.efficiency,
+    initial_soc_pct = EXCLUDED.initial_soc_pct, soc_min_pct = EXCLUDED.soc_min_pct,
+    soc_max_pct = EXCLUDED.soc_max_pct, watchdog_timeout_s = EXCLUDED.watchdog_timeout_s,
+    modbus_port = EXCLUDED.modbus_port, modbus_unit_id = EXCLUDED.modbus_unit_id,
+    origin = 'api', spec = EXCLUDED.spec, updated_at = now()
+"""
+DELETE_SITE = "DELETE FROM sites WHERE id = $1"
 
 # ---------------------------------------------------------------- restore
 #: Latest row per asset: one backward index probe on (asset_id, ts) per asset (LATERAL), never

@@ -29,9 +29,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from ..metrics import Metrics
-from ..sim import DispatchRecord, Fleet, HistoryQuery, Snapshot
+from ..sim import AssetSpec, DispatchRecord, Fleet, HistoryQuery, Site, Snapshot
 from . import rows
-from .db import Database, Mode
+from .db import Database, Mode, PruneCounts, Row
 from .prune import prune_until_done
 from .restore import plan_restore
 from .writer import DispatchQueue, RateLimitedLog, TelemetryBuffer
@@ -73,6 +73,10 @@ class StorageConfig:
 _CLOSE_RESERVE_S = 0.5
 
 
+class StorageUnavailableError(Exception):
+    """A registration cannot be stored: the database is down (the API answers 503)."""
+
+
 def describe_url(url: str) -> str:
     """``host:port/dbname`` for logs — never the user or password."""
     try:
@@ -100,6 +104,7 @@ class Storage:
         *,
         on_status: Callable[[DbStatus], None] | None = None,
         fallback_history: Callable[[HistoryQuery], list[Snapshot]] | None = None,
+        on_registered: Callable[[list[Row], list[Row]], None] | None = None,
     ) -> None:
         self.config = config
         self.fleet = fleet
@@ -110,6 +115,7 @@ class Storage:
         self.restored = False
         self._on_status = on_status
         self._fallback = fallback_history
+        self._on_registered = on_registered
         self._buffer = TelemetryBuffer(config.buffer_rows, on_drop=metrics.db_dropped_rows.inc)
         self._dispatches = DispatchQueue()
         self._db: Database | None = None
@@ -232,6 +238,57 @@ class Storage:
             return False
         return True
 
+    # ------------------------------------------------------------ registration
+    def _usable(self) -> Database:
+        db = self._db
+        if db is None or not self._ready or self._status != "ok":
+            raise StorageUnavailableError(f"database {self.where} is not available")
+        return db
+
+    def check_available(self) -> None:
+        """Raise StorageUnavailableError unless registrations can be stored now."""
+        self._usable()
+
+    async def save_site(self, site: Site) -> None:
+        try:
+            await self._usable().save_site(rows.site_row(site))
+        except StorageUnavailableError:
+            raise
+        except Exception as exc:
+            raise StorageUnavailableError(f"database: {_reason(exc)}") from None
+
+    async def save_asset(self, spec: AssetSpec, spec_json: str) -> None:
+        try:
+            await self._usable().save_asset(rows.asset_row(spec), spec_json)
+        except StorageUnavailableError:
+            raise
+        except Exception as exc:
+            raise StorageUnavailableError(f"database: {_reason(exc)}") from None
+
+    async def delete_asset(self, asset_id: str) -> PruneCounts:
+        """Delete the asset's rows (telemetry, dispatches, the asset) after writing what is
+        pending, so no queued record refers to a deleted asset."""
+        db = self._usable()
+        # Deleting with records still queued would leave a dispatch record whose asset row is
+        # gone: its foreign key would then fail every later batch of the writer.
+        if not await self.flush(self.config.drain_timeout_s):
+            raise StorageUnavailableError(
+                f"database {self.where}: pending rows not written within "
+                f"{self.config.drain_timeout_s:g} s"
+            )
+        try:
+            return await db.delete_asset(asset_id, self.mode or "postgresql")
+        except Exception as exc:
+            raise StorageUnavailableError(f"database: {_reason(exc)}") from None
+
+    async def delete_site(self, site_id: str) -> None:
+        try:
+            await self._usable().delete_site(site_id)
+        except StorageUnavailableError:
+            raise
+        except Exception as exc:
+            raise StorageUnavailableError(f"database: {_reason(exc)}") from None
+
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Storage:
         cfg = self.config
@@ -325,6 +382,10 @@ class Storage:
             log.warning("database: RESET_DB: truncated assets, telemetry and dispatches")
         tripped: list[str] = []
         if restore:
+            if self._on_registered is not None:
+                # Registered assets join the fleet before the restore, so their state comes
+                # back like that of the file's assets (DESIGN §14).
+                self._on_registered(*await db.registered())
             tripped = await self._restore(db)
         self._ready = True
         idle = self._prune_task is None or self._prune_task.done()
