@@ -37,7 +37,10 @@ CREATE TABLE {name} (
     asset_id uuid NOT NULL, ts timestamptz NOT NULL, soc_mwhr double precision NOT NULL,
     soc_pct double precision NOT NULL, current_mw double precision NOT NULL,
     setpoint_mw double precision NOT NULL, status text NOT NULL,
-    alarms text[] NOT NULL DEFAULT '{{}}', UNIQUE (asset_id, ts)
+    alarms text[] NOT NULL DEFAULT '{{}}', current_mvar double precision,
+    setpoint_mvar double precision, available_discharge_mw double precision,
+    available_charge_mw double precision, temperature_c double precision,
+    frequency_hz double precision, UNIQUE (asset_id, ts)
 )"""
 
 
@@ -93,25 +96,16 @@ def _runtime(n: int) -> Any:
 async def _throughput(url: str, n_assets: int, ticks: int, rounds: int) -> dict[str, Any]:
     import asyncpg
 
-    from bess_sim.storage import rows
+    from bess_sim.storage import rows, schema
     from bess_sim.storage.service import Storage, StorageConfig
 
     rt = _runtime(n_assets)
     runs: list[dict[str, float]] = []
-    cols = (
-        "asset_id",
-        "ts",
-        "soc_mwhr",
-        "soc_pct",
-        "current_mw",
-        "setpoint_mw",
-        "status",
-        "alarms",
-    )
-    insert = (
-        f"INSERT INTO telemetry_executemany ({', '.join(cols)}) VALUES "
-        "($1, $2, $3, $4, $5, $6, $7, $8)"
-    )
+    # The same columns the writer stores (schema.TELEMETRY_COLUMNS), so the baselines move
+    # the same bytes as the writer whenever the schema grows.
+    cols = schema.TELEMETRY_COLUMNS
+    placeholders = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    insert = f"INSERT INTO telemetry_executemany ({', '.join(cols)}) VALUES ({placeholders})"
     con = await asyncpg.connect(url, timeout=10)
     try:
         await con.execute(_BASE_TABLE.format(name="telemetry_executemany"))
