@@ -133,6 +133,7 @@ def render(results: dict[str, Any]) -> str:
         ("db", _db),
         ("rest", _rest),
         ("model", _model),
+        ("sunspec", _sunspec),
     ):
         part = parts.get(name)
         if part is None:
@@ -302,3 +303,9 @@ def _rest(p: dict[str, Any]) -> list[str]:
         if "/" in k:
             out.append(f"- {k}: {_r(v)}")
     return [*out, ""]
+
+
+def _sunspec(p: dict[str, Any]) -> list[str]:
+    from .part_sunspec import render as render_sunspec
+
+    return render_sunspec(p)

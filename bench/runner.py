@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PARTS = ("modbus", "paced", "scale", "db", "rest", "model")
+PARTS = ("modbus", "paced", "scale", "db", "rest", "model", "sunspec")
 
 
 def run_part(part: str, quick: bool, uvloop: bool) -> dict[str, Any]:
@@ -33,4 +33,9 @@ def run_part(part: str, quick: bool, uvloop: bool) -> dict[str, Any]:
         from .part_model import run_model
 
         return run_model(quick)
+
+    if part == "sunspec":
+        from .part_sunspec import run_sunspec
+
+        return run_sunspec(quick, uvloop)
     raise ValueError(part)

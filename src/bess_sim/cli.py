@@ -18,9 +18,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from .config import DEFAULT_FLEET_SOURCE, ConfigError, load_assets
-from .modbus.points import RegisterMap, load_register_map
+from .modbus.points import RegisterMap, Table, load_register_map
 from .settings import Settings
 from .sim import FleetConfig
+from .sim.model import ModbusProfile
+from .sunspec.points import check_no_clash, sunspec_rows
 
 log = logging.getLogger("bess_sim")
 
@@ -87,13 +89,19 @@ def load_config(settings: Settings) -> tuple[FleetConfig, RegisterMap]:
         log.warning(
             "register map: %s not found; using the built-in default map", settings.register_map
         )
+    check_no_clash(
+        fleet,
+        [(p.name, p.address, p.end) for p in regmap.points if p.table is Table.HOLDING],
+        regmap.source,
+    )
     return fleet, regmap
 
 
 def points_rows(fleet: FleetConfig, regmap: RegisterMap) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     for asset in fleet.assets:
-        for pt in sorted(regmap.points, key=lambda p: (p.table != "input", p.address)):
+        native = () if asset.modbus.profile is ModbusProfile.SUNSPEC else regmap.points
+        for pt in sorted(native, key=lambda p: (p.table != "input", p.address)):
             rows.append(
                 {
                     "asset": asset.name,
@@ -112,6 +120,7 @@ def points_rows(fleet: FleetConfig, regmap: RegisterMap) -> list[dict[str, str]]
                     "description": pt.description,
                 }
             )
+        rows.extend(sunspec_rows(asset))
     return rows
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .sim.model import AssetSpec, FleetConfig, ModbusAddress, Site
+from .sim.model import AssetSpec, FleetConfig, ModbusAddress, ModbusProfile, Site
 from .sim.models.params import ModelParams
 
 #: DESIGN §10 optional fields (parsed by config_model; listed here so they are not "unknown").
@@ -290,9 +290,9 @@ def _parse_modbus(e: _Entry, index: int) -> ModbusAddress:
         return ModbusAddress(DEFAULT_MODBUS_BASE_PORT + index, 1)
     if not isinstance(raw, dict):
         raise e.error("modbus", f"must be a mapping {{port, unit_id}}, got {raw!r}")
-    unknown = sorted(str(k) for k in raw if k not in ("port", "unit_id"))
+    unknown = sorted(str(k) for k in raw if k not in ("port", "unit_id", "profile"))
     if unknown:
-        raise e.error(f"modbus.{unknown[0]}", "unknown field (expected port, unit_id)")
+        raise e.error(f"modbus.{unknown[0]}", "unknown field (expected port, unit_id, profile)")
     port = raw.get("port", DEFAULT_MODBUS_BASE_PORT + index)
     unit = raw.get("unit_id", 1)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -305,7 +305,11 @@ def _parse_modbus(e: _Entry, index: int) -> ModbusAddress:
         raise e.error(
             "modbus.unit_id", f"must be an integer in [{UNIT_ID_MIN}, {UNIT_ID_MAX}], got {unit!r}"
         )
-    return ModbusAddress(port, unit)
+    profile = raw.get("profile", ModbusProfile.BOTH.value)
+    if profile not in [p.value for p in ModbusProfile]:
+        allowed = ", ".join(p.value for p in ModbusProfile)
+        raise e.error("modbus.profile", f"must be one of {allowed}, got {profile!r}")
+    return ModbusAddress(port, unit, ModbusProfile(profile))
 
 
 def load_assets(path: Path) -> FleetConfig:

@@ -73,6 +73,7 @@ def spec_mapping(spec: AssetSpec) -> dict[str, Any]:
     """The asset as an assets.yaml mapping (every field explicit, modbus included; the
     DESIGN §10 model as its own assets.yaml fields)."""
     out = dataclasses.asdict(spec)
+    out["modbus"]["profile"] = spec.modbus.profile.value  # plain str for YAML/JSON
     out.pop("model", None)
     out.update(model_mapping(spec.model))
     return out

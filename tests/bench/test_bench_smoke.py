@@ -28,6 +28,7 @@ EXPECTED: dict[str, list[tuple[str, ...]]] = {
     ],
     "rest": [("summary", "bess", "rps"), ("summary", "bare-fastapi", "rps")],
     "model": [("summary", "plain", "p99_ms"), ("summary", "all", "p99_ms"), ("target_holds",)],
+    "sunspec": [("scan", "p99_ms"), ("poll", "sunspec", "p99_ms"), ("poll", "native", "p99_ms")],
 }
 
 

@@ -22,6 +22,7 @@ from pymodbus.simulator.simruntime import SimRuntime
 from ..sim import AssetSpec, Snapshot
 from .points import Table
 from .server import ModbusService, _AssetDevice, _bits, _Port, _table_data
+from .sunspec_face import sunspec_face
 
 log = logging.getLogger("bess_sim.modbus")
 
@@ -64,6 +65,9 @@ def attach(service: ModbusService, spec: AssetSpec, snapshot: Snapshot) -> None:
     )  # fmt: skip
     _sim_core(p).devices[spec.modbus.unit_id] = SimRuntime(sim)
     p.devices[spec.modbus.unit_id] = dev
+    face = sunspec_face(service.fleet, spec, dev)
+    if face is not None:
+        p.sunspec[spec.modbus.unit_id] = face
     service._devices[spec.id] = dev
     log.info(
         "modbus: %s now answers as unit %d on port %d",
@@ -83,6 +87,7 @@ def detach(service: ModbusService, asset_id: str) -> AssetSpec | None:
     p = _find_port(service, spec.modbus.port)
     if p is not None and p.devices.get(spec.modbus.unit_id) is dev:
         del p.devices[spec.modbus.unit_id]
+        p.sunspec.pop(spec.modbus.unit_id, None)
         _sim_core(p).devices.pop(spec.modbus.unit_id, None)
     return spec
 

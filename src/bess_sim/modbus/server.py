@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import struct
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, cast
@@ -51,6 +52,7 @@ from .registers import (
     holding_encoder,
     input_encoder,
 )
+from .sunspec_face import SunSpecFace, sunspec_face
 
 log = logging.getLogger("bess_sim.modbus")
 
@@ -198,6 +200,12 @@ class _Port:
         self.service = service
         self.port = port
         self.devices = {d.spec.modbus.unit_id: d for d in devices}
+        # SunSpec profile (DESIGN §13): requests for holding 40000+ bypass the datastore.
+        self.sunspec: dict[int, SunSpecFace] = {
+            unit: face
+            for unit, d in self.devices.items()
+            if (face := sunspec_face(service.fleet, d.spec, d)) is not None
+        }
         self.bound_port = 0
         self.decoder = DecodePDU(True)
         self.framer = FramerSocket(self.decoder)
@@ -230,6 +238,11 @@ class _Port:
         unit = frame[6]
         pdu = frame[7:]
         fc = pdu[0]
+        face = self.sunspec.get(unit)
+        if face is not None and (reply := face.handle(pdu, peer)) is not None:
+            code = reply[1] if reply[0] & 0x80 else 0
+            self.service.metrics.modbus_requests.labels(str(fc), str(code)).inc()
+            return struct.pack(">HHHB", tid, 0, len(reply) + 1, unit) + reply
         exc: int | None = None
         request: ModbusPDU | None = None
         if unit not in self.devices:

@@ -78,10 +78,19 @@ class Site:
     location: str
 
 
+class ModbusProfile(enum.StrEnum):
+    """Register maps an asset's Modbus device serves (DESIGN §13)."""
+
+    NATIVE = "native"  # register_map.yaml only
+    SUNSPEC = "sunspec"  # the SunSpec block at holding 40000 only
+    BOTH = "both"  # both (the default)
+
+
 @dataclass(frozen=True, slots=True)
 class ModbusAddress:
     port: int
     unit_id: int
+    profile: ModbusProfile = ModbusProfile.BOTH
 
 
 @dataclass(frozen=True, slots=True)
