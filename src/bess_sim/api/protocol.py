@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -43,33 +44,45 @@ def _close_late(protocol: Any, header_timeout_s: float) -> None:
         protocol.transport.close()
 
 
+class _HeaderTimer:
+    """One connection's request-header deadline: ``fire`` runs unless disarmed in time."""
+
+    def __init__(self, timeout_s: float, fire: Callable[[], None]) -> None:
+        self._timeout_s = timeout_s
+        self._fire = fire
+        self._handle: asyncio.TimerHandle | None = None
+
+    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.disarm()
+        self._handle = loop.call_later(self._timeout_s, self._expired)
+
+    def disarm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _expired(self) -> None:
+        self._handle = None
+        self._fire()
+
+
 def _httptools_protocol(header_timeout_s: float) -> type[asyncio.Protocol]:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class HeaderTimeoutHttpToolsProtocol(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._header_timer: asyncio.TimerHandle | None = None
-
-        def _arm_header_timer(self) -> None:
-            self._disarm_header_timer()
-            self._header_timer = self.loop.call_later(header_timeout_s, self._header_timeout)
-
-        def _disarm_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _header_timeout(self) -> None:
-            self._header_timer = None  # disarmed by on_headers_complete when they completed
-            _close_late(self, header_timeout_s)
+            # Disarmed by on_headers_complete when they completed in time.
+            self._header_timer = _HeaderTimer(
+                header_timeout_s, lambda: _close_late(self, header_timeout_s)
+            )
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._arm_header_timer()
+            self._header_timer.arm(self.loop)
 
         def on_headers_complete(self) -> None:
-            self._disarm_header_timer()
+            self._header_timer.disarm()
             super().on_headers_complete()
 
         def on_response_complete(self) -> None:
@@ -77,10 +90,10 @@ def _httptools_protocol(header_timeout_s: float) -> type[asyncio.Protocol]:
             waiting = not self.pipeline
             super().on_response_complete()
             if waiting and not self.transport.is_closing():
-                self._arm_header_timer()
+                self._header_timer.arm(self.loop)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_header_timer()
+            self._header_timer.disarm()
             super().connection_lost(exc)
 
     return HeaderTimeoutHttpToolsProtocol
@@ -91,19 +104,9 @@ def _h11_protocol(header_timeout_s: float) -> type[H11Protocol]:
     class HeaderTimeoutH11Protocol(H11Protocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._header_timer: asyncio.TimerHandle | None = None
-
-        def _arm_header_timer(self) -> None:
-            self._disarm_header_timer()
-            self._header_timer = self.loop.call_later(header_timeout_s, self._header_timeout)
-
-        def _disarm_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            self._header_timer = _HeaderTimer(header_timeout_s, self._header_timeout)
 
         def _header_timeout(self) -> None:
-            self._header_timer = None
             # IDLE: no complete request line + headers since the connection opened or the last
             # response ended (h11 moves the client to SEND_BODY/DONE once they are complete).
             if self.conn.their_state is h11.IDLE:
@@ -111,20 +114,20 @@ def _h11_protocol(header_timeout_s: float) -> type[H11Protocol]:
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._arm_header_timer()
+            self._header_timer.arm(self.loop)
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
             if self.conn.their_state is not h11.IDLE:
-                self._disarm_header_timer()
+                self._header_timer.disarm()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
-                self._arm_header_timer()
+                self._header_timer.arm(self.loop)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_header_timer()
+            self._header_timer.disarm()
             super().connection_lost(exc)
 
     return HeaderTimeoutH11Protocol
