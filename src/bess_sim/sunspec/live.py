@@ -87,7 +87,10 @@ def scales_for(spec: AssetSpec) -> Scales:
     """Scale factors of ``spec``: int16 W fields limit ±32767, uint16 Wh fields 65534 (0xFFFF
     means not implemented), int32 WSet 2³¹−1; W resolution never finer than 1 W. WSetPct is
     % of WMax (= max_mw): a full charge setpoint is 100 × −min_mw / max_mw %."""
-    pct_span = 100.0 * rating_w(spec) / (spec.max_mw * W_PER_MW) if spec.max_mw > 0 else 100.0
+    # Capped at 10⁴ × WMax (SF ≤ 2): a near-zero max_mw would otherwise give an infinite span;
+    # beyond that a full-charge percentage saturates (the watts mode still reaches it).
+    ratio = -spec.min_mw / spec.max_mw if spec.max_mw > 0 else 1.0
+    pct_span = 100.0 * min(max(ratio, 1.0), 1e4)
     return Scales(
         w=_exponent(rating_w(spec), 32767, 0),
         wset=_exponent(rating_w(spec), 0x7FFF_FFFF, 0),
