@@ -66,6 +66,30 @@ async def fresh_database(admin_url: str) -> AsyncIterator[str]:
             await admin.close()
 
 
+async def url_or_skip(var: str) -> AsyncIterator[str]:
+    """A fresh database on the server named by the environment variable ``var``; the test is
+    skipped when it is unset and fails when it is set and unreachable."""
+    admin = os.environ.get(var)
+    if not admin:
+        pytest.skip(f"{var} not set (a TimescaleDB server for the Timescale-only tests)")
+    async with fresh_database(admin) as url:
+        yield url
+
+
+@pytest.fixture
+async def ts_url() -> AsyncIterator[str]:
+    """A fresh database on ``TEST_TIMESCALE_URL``'s server (community licence)."""
+    async for url in url_or_skip("TEST_TIMESCALE_URL"):
+        yield url
+
+
+@pytest.fixture
+async def apache_url() -> AsyncIterator[str]:
+    """A fresh database on ``TEST_TIMESCALE_APACHE_URL``'s server (``license = 'apache'``)."""
+    async for url in url_or_skip("TEST_TIMESCALE_APACHE_URL"):
+        yield url
+
+
 @pytest.fixture
 async def db_url() -> AsyncIterator[str]:
     """URL of a fresh, empty database, dropped after the test."""

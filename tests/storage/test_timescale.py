@@ -10,10 +10,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
-import os
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 from bess_sim.config import load_assets
 from bess_sim.sim import FleetConfig, HistoryQuery
 
-from .conftest import fresh_database, server_mode
+from .conftest import server_mode
 from .helpers import ASSET_1, ASSET_3, SITE_B, START, make_storage, new_fleet, tick
 
 PRELOAD_HINT = "shared_preload_libraries"
@@ -32,26 +31,6 @@ PRELOAD_HINT = "shared_preload_libraries"
 @pytest.fixture
 def config(assets_file: Path) -> FleetConfig:
     return load_assets(assets_file)
-
-
-async def _url_or_skip(var: str) -> AsyncIterator[str]:
-    admin = os.environ.get(var)
-    if not admin:
-        pytest.skip(f"{var} not set (a TimescaleDB server for the Timescale-only tests)")
-    async with fresh_database(admin) as url:
-        yield url
-
-
-@pytest.fixture
-async def ts_url() -> AsyncIterator[str]:
-    async for url in _url_or_skip("TEST_TIMESCALE_URL"):
-        yield url
-
-
-@pytest.fixture
-async def apache_url() -> AsyncIterator[str]:
-    async for url in _url_or_skip("TEST_TIMESCALE_APACHE_URL"):
-        yield url
 
 
 async def q(url: str, query: str, *args: object) -> list[dict[str, object]]:
@@ -194,3 +173,65 @@ async def test_prune_of_compressed_asset_beyond_decompression_limit(
     assert kept[0]["n"] == per_asset + 2
     assets = await q(ts_url, "SELECT count(*) AS n FROM assets")
     assert assets[0]["n"] == len(smaller.assets)
+
+
+@pytest.mark.timeout(120)
+async def test_blocked_prune_does_not_queue_writes_behind_compression(
+    ts_url: str, config: FleetConfig
+) -> None:
+    """Found on a real TimescaleDB 2.15.2: the prune deleted the asset's telemetry first, then
+    waited on a lock of its ``assets`` row, holding the chunk's RowExclusiveLock meanwhile.
+    Compressing that chunk (the policy job, ``compress_chunk``) needs an ExclusiveLock: it
+    queued behind the prune, and every write into the chunk queued behind the compression, so
+    writing stopped for as long as the prune waited."""
+    fleet = new_fleet(config)
+    async with make_storage(ts_url, fleet) as st:
+        tick(fleet, st, 5)
+        assert await st.flush(30)
+    # The chunk starts uncompressed whatever the policy job did meanwhile, and the job stays
+    # off: the compression below is the only one, at a known moment.
+    await q(
+        ts_url,
+        "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
+        "WHERE hypertable_name = 'telemetry' AND proc_name = 'policy_compression'",
+    )
+    await q(ts_url, "SELECT decompress_chunk(c, true) FROM show_chunks('telemetry') c")
+    smaller = dataclasses.replace(
+        config,
+        sites=tuple(s for s in config.sites if s.id != SITE_B),
+        assets=tuple(a for a in config.assets if a.id != ASSET_3),
+    )
+    blocker = await asyncpg.connect(ts_url)
+    compressor = await asyncpg.connect(ts_url)
+    compress: asyncio.Task[list[asyncpg.Record]] | None = None
+    await blocker.execute("BEGIN")
+    await blocker.execute("SELECT * FROM assets WHERE id = $1 FOR UPDATE", ASSET_3)
+    try:
+        fleet = new_fleet(smaller)
+        async with make_storage(
+            ts_url, fleet, retry_initial_s=0.1, retry_max_s=1.0, prune_retry_initial_s=0.2
+        ) as st:
+            assert st.status == "ok"
+            assert not await st.wait_pruned(0.5)  # waiting on the blocker's row lock
+            # What the compression policy does to a chunk older than compress_after (START is
+            # in the past): it must not wait on the blocked prune, nor writing on it.
+            compress = asyncio.create_task(
+                compressor.fetch("SELECT compress_chunk(c, true) FROM show_chunks('telemetry') c")
+            )
+            tick(fleet, st, 2)
+            assert await st.flush(15)
+            assert len(await asyncio.wait_for(compress, 15)) >= 1
+            await blocker.execute("ROLLBACK")
+            assert await st.wait_pruned(60)
+            tick(fleet, st, 2)
+            assert await st.flush(30)
+    finally:
+        await blocker.close()
+        if compress is not None and not compress.done():
+            compress.cancel()
+        await asyncio.gather(*([compress] if compress else []), return_exceptions=True)
+        compressor.terminate()
+    left = await q(ts_url, "SELECT count(*) AS n FROM telemetry WHERE asset_id = $1", ASSET_3)
+    assert left[0]["n"] == 0
+    kept = await q(ts_url, "SELECT count(*) AS n FROM telemetry WHERE asset_id = $1", ASSET_1)
+    assert kept[0]["n"] == 9

@@ -220,6 +220,8 @@ def delete_telemetry_of(asset_uuid: str) -> str:
     return f"DELETE FROM telemetry WHERE asset_id = '{asset_uuid}'::uuid"
 
 
+#: Taken before any telemetry is touched (see ``Database.prune_asset``).
+LOCK_ASSET = "SELECT 1 FROM assets WHERE id = $1::uuid FOR UPDATE"
 DELETE_DISPATCHES_OF = "DELETE FROM dispatches WHERE asset_id = $1::uuid"
 DELETE_ASSET = "DELETE FROM assets WHERE id = $1::uuid"
 
