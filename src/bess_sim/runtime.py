@@ -23,6 +23,8 @@ import uvicorn
 from .api.app import create_app
 from .api.protocol import header_timeout_protocol
 from .clock import ManualClock, RealTimeClock
+from .fault_wiring import FaultWiring, ModbusFace
+from .faults import FaultBook
 from .metrics import Metrics
 from .modbus.connection import ConnectionLimits
 from .modbus.points import RegisterMap
@@ -100,6 +102,9 @@ class Runtime:
         self.http_port: int | None = None
         self.modbus_ports: dict[int, int] = {}  # configured port → bound port
         self.modbus: ModbusService | None = None
+        #: Fault injection (DESIGN §11): the book is pure; the wiring applies its effects.
+        self.faults = FaultBook(self.fleet, seed=settings.seed)
+        self.fault_wiring = FaultWiring(self.faults, self.fleet, self.metrics, lambda: self.modbus)
         self.registry = Registry(
             self.fleet,
             self.history_buffer,
@@ -120,6 +125,9 @@ class Runtime:
         """Advance the fleet by ``dt_s`` simulated seconds and publish the snapshots."""
         started = time.perf_counter()
         snapshots = self.fleet.advance(dt_s)
+        if self.faults.advance():
+            # A fault started or ended at this tick boundary (a trip changes the snapshot).
+            snapshots = self.fleet.snapshots()
         for sink in self._sinks:
             sink.publish(snapshots)
         self.metrics.tick_duration.observe(time.perf_counter() - started)
@@ -309,10 +317,13 @@ class Runtime:
             await self._stack.enter_async_context(service)
         except ModbusBindError as exc:
             raise StartupError(str(exc)) from None
-        self._stack.callback(self.remove_sink, service)
-        self.add_sink(service)
+        face = ModbusFace(service, self.faults)
+        self._stack.callback(self.remove_sink, face)
+        self.add_sink(face)
         self.modbus = service
         self.modbus_ports = service.ports
+        self.fault_wiring.attach(service)
+        log.info("faults: comm faults seeded with %d (--seed)", s.seed)
 
     async def _start_http(self) -> None:
         s = self.settings
