@@ -111,8 +111,10 @@ class FaultBook:
         for f in reversed(self._log.values()):
             if want is not None and f.state is not want:
                 continue
-            if asset_id is not None and f.asset_id != asset_id and (
-                f.port is None or f.port != asset_port
+            if (
+                asset_id is not None
+                and f.asset_id != asset_id
+                and (f.port is None or f.port != asset_port)
             ):
                 continue
             if port is not None and f.port != port and self._port_of(f.asset_id) != port:

@@ -108,10 +108,11 @@ class PortComm:
                 if r.fires():
                     drop = True
                     outcomes.append("dropped")
-            elif kind is FaultKind.MODBUS_EXCEPTION and (r.fcs is None or fc in r.fcs):
-                if r.fires():
-                    code = r.code
-                    outcomes.append("exception")
+            elif (
+                kind is FaultKind.MODBUS_EXCEPTION and (r.fcs is None or fc in r.fcs) and r.fires()
+            ):
+                code = r.code
+                outcomes.append("exception")
         if not outcomes:
             return None
         asset_id = self.units.get(unit)

@@ -167,7 +167,9 @@ class FaultRequest(BaseModel):
         description="Modbus kinds only, instead of asset_id: every unit on this port.",
     )
     params: dict[str, Any] = Field(
-        default_factory=dict, description="Parameters of the kind (docs/faults.md)."
+        default_factory=dict,
+        validate_default=True,  # {} must still be checked: delay_ms, code ... are required
+        description="Parameters of the kind (docs/faults.md).",
     )
     start_in_s: Number = Field(
         0.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="Simulated s from now."
