@@ -9,7 +9,10 @@ import httpx
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
+from bess_sim.config import load_assets
+from bess_sim.modbus.points import load_register_map
 from bess_sim.runtime import Runtime
+from bess_sim.settings import Settings
 
 
 @pytest.fixture
@@ -35,3 +38,16 @@ async def modbus_client(
     yield make
     for c in made:
         c.close()
+
+
+@pytest.fixture
+def start_runtime(make_settings: Callable[..., Settings]) -> Callable[..., Runtime]:
+    """``async with start_runtime(**overrides) as rt`` — a simulator with other settings."""
+
+    def start(**overrides: Any) -> Runtime:
+        settings = make_settings(**overrides)
+        return Runtime(
+            settings, load_assets(settings.assets), load_register_map(settings.register_map)
+        )
+
+    return start
