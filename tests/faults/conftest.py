@@ -25,12 +25,12 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 async def modbus_client(
     runtime: Runtime,
 ) -> AsyncIterator[Callable[..., Any]]:
-    """``await modbus_client(asset_id, timeout=…)`` → a connected pymodbus client (closed after)."""
+    """``await modbus_client(asset_id, wait_s=…)`` → a connected pymodbus client (closed after)."""
     made: list[AsyncModbusTcpClient] = []
 
-    async def make(asset_id: str, timeout: float = 3.0, retries: int = 0) -> AsyncModbusTcpClient:
+    async def make(asset_id: str, wait_s: float = 3.0, retries: int = 0) -> AsyncModbusTcpClient:
         port = runtime.modbus_ports[runtime.fleet.spec(asset_id).modbus.port]
-        c = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=timeout, retries=retries)
+        c = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=wait_s, retries=retries)
         assert await c.connect()
         made.append(c)
         return c

@@ -92,7 +92,7 @@ async def test_drop_times_out_a_pymodbus_master(
 ) -> None:
     await post_fault(client, {"kind": "modbus_drop", "asset_id": ASSET_3,
                               "params": {"probability": 1.0}})  # fmt: skip
-    mb = await modbus_client(ASSET_3, timeout=0.5)
+    mb = await modbus_client(ASSET_3, wait_s=0.5)
     with pytest.raises(ModbusIOException):
         await mb.read_input_registers(0, count=2, device_id=1)
 
