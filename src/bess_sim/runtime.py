@@ -38,6 +38,7 @@ from .sim.model import TelemetrySink
 
 if TYPE_CHECKING:
     from .storage import Storage
+    from .storage.faults import FaultStore
 
 log = logging.getLogger("bess_sim")
 
@@ -94,6 +95,7 @@ class Runtime:
         self._sinks: list[TelemetrySink] = [self.history_buffer]
         self._history_source: HistorySource | None = None
         self.storage: Storage | None = None  # set when DATABASE_URL is configured
+        self.fault_store: FaultStore | None = None  # fault records, with a database
         self._db_status: Literal["ok", "down", "disabled"] = "disabled"
         self._step_lock = asyncio.Lock()
         self._stack = AsyncExitStack()
@@ -295,6 +297,13 @@ class Runtime:
         self.add_sink(storage)
         self.set_history_source(storage)
         self.storage = storage
+        from .storage.faults import FaultStore
+
+        # Exited before the storage (LIFO): pending fault records are written first.
+        self.fault_store = await self._stack.enter_async_context(
+            FaultStore(storage, self.fleet.now)
+        )
+        self.faults.add_listener(self.fault_store.put)
 
     async def _stop_ticking(self) -> None:
         task = self._tick_task
