@@ -63,8 +63,8 @@ async def test_derate_caps_available_limits_and_power_with_the_derated_alarm(
     runtime: Runtime, client: httpx.AsyncClient, modbus_client: Client
 ) -> None:
     await dispatch(client, ASSET_1, 50.0)  # BESS-1: ±50 MW, 10 MW/min
-    fault = await post_fault(client, {"kind": "derate", "asset_id": ASSET_1,
-                                      "params": {"discharge_pct": 40, "charge_pct": 50}})  # fmt: skip
+    params = {"discharge_pct": 40, "charge_pct": 50}
+    fault = await post_fault(client, {"kind": "derate", "asset_id": ASSET_1, "params": params})
     await runtime.step(300)
     t = await telemetry(client, ASSET_1)
     assert t["current_mw"] == 20.0 and t["setpoint_mw"] == 50.0

@@ -106,15 +106,17 @@ async def test_metrics_and_one_log_line_at_start_and_end(
 
 
 async def test_token_guards_mutating_routes(start_runtime: Callable[..., Any]) -> None:
-    async with start_runtime(api_token=TOKEN) as rt:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.http_port}") as c:
-            body = {"kind": "stuck", "asset_id": ASSET_1}
-            assert (await c.post("/faults", json=body)).status_code == 401
-            assert (await c.post("/faults", json={"kind": "bad"})).status_code == 401
-            auth = {"Authorization": f"Bearer {TOKEN}"}
-            r = await c.post("/faults", json=body, headers=auth)
-            assert r.status_code == 201
-            fid = r.json()["id"]
-            assert (await c.get("/faults")).status_code == 200  # reads stay open
-            assert (await c.delete(f"/faults/{fid}")).status_code == 401
-            assert (await c.delete(f"/faults/{fid}", headers=auth)).status_code == 200
+    async with (
+        start_runtime(api_token=TOKEN) as rt,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.http_port}") as c,
+    ):
+        body = {"kind": "stuck", "asset_id": ASSET_1}
+        assert (await c.post("/faults", json=body)).status_code == 401
+        assert (await c.post("/faults", json={"kind": "bad"})).status_code == 401
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        r = await c.post("/faults", json=body, headers=auth)
+        assert r.status_code == 201
+        fid = r.json()["id"]
+        assert (await c.get("/faults")).status_code == 200  # reads stay open
+        assert (await c.delete(f"/faults/{fid}")).status_code == 401
+        assert (await c.delete(f"/faults/{fid}", headers=auth)).status_code == 200
