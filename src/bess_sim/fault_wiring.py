@@ -111,11 +111,11 @@ class FaultWiring:
         if fault.state is FaultState.ACTIVE:
             until = "until deleted" if fault.ends_at is None else f"until {fault.ends_at:%H:%M:%S}"
             log.info(
-                "fault %s started: %s on %s %s %s",
+                "fault %s started: %s on %s%s %s",
                 fault.id,
                 fault.kind.value,
                 target,
-                fault.params or "",
+                f" {fault.params}" if fault.params else "",
                 until,
             )
         elif fault.state is FaultState.ENDED:
