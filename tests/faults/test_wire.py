@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 
 from bess_sim.runtime import Runtime
@@ -248,3 +249,25 @@ async def test_same_seed_drops_the_same_requests(start_runtime: Callable[..., An
     assert a == b
     assert 10 < len(a) < 50  # about half dropped
     assert a != c  # another seed, other drops (2^-60 to be equal by chance)
+
+
+async def test_disconnect_seen_by_a_pymodbus_master(
+    runtime: Runtime, client: httpx.AsyncClient, modbus_client: Client
+) -> None:
+    mb = await modbus_client(ASSET_3, wait_s=1.0)
+    assert not (await mb.read_input_registers(0, count=2, device_id=1)).isError()
+    port = runtime.fleet.spec(ASSET_3).modbus.port
+    fault = await post_fault(client, {"kind": "modbus_disconnect", "port": port})
+    with pytest.raises(ModbusIOException):
+        await mb.read_input_registers(0, count=2, device_id=1)
+    mb.close()
+    fresh = AsyncModbusTcpClient("127.0.0.1", port=port_of(runtime, ASSET_3), timeout=1, retries=0)
+    try:
+        if await fresh.connect():  # the handshake may complete before the reset arrives
+            with pytest.raises(ModbusIOException):
+                await fresh.read_input_registers(0, count=2, device_id=1)
+    finally:
+        fresh.close()
+    await delete_fault(client, fault["id"])
+    again = await modbus_client(ASSET_3)
+    assert not (await again.read_input_registers(0, count=2, device_id=1)).isError()
