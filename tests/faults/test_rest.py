@@ -120,3 +120,18 @@ async def test_token_guards_mutating_routes(start_runtime: Callable[..., Any]) -
         assert (await c.get("/faults")).status_code == 200  # reads stay open
         assert (await c.delete(f"/faults/{fid}")).status_code == 401
         assert (await c.delete(f"/faults/{fid}", headers=auth)).status_code == 200
+
+
+async def test_override_value_accepts_a_python_style_nan_and_refuses_booleans(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    params = '{"field": "soc_pct", "value": NaN}'
+    body = f'{{"kind": "value_override", "asset_id": "{ASSET_1}", "params": {params}}}'
+    r = await client.post("/faults", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    assert r.json()["params"]["value"] == "NaN"
+    bad = {"field": "soc_pct", "value": True}
+    r = await client.post(
+        "/faults", json={"kind": "value_override", "asset_id": ASSET_1, "params": bad}
+    )
+    assert r.status_code == 422 and "value" in r.text
