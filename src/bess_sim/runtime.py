@@ -191,6 +191,7 @@ class Runtime:
     def _fleet_changed(self) -> None:
         if self.modbus is not None:
             self.modbus_ports = self.modbus.ports
+        self.faults.refresh()
 
     async def history(self, query: HistoryQuery) -> list[Snapshot]:
         # An asset deleted during this run (DESIGN §14) is read from the ring until restart.

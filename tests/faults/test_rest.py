@@ -135,3 +135,20 @@ async def test_override_value_accepts_a_python_style_nan_and_refuses_booleans(
         "/faults", json={"kind": "value_override", "asset_id": ASSET_1, "params": bad}
     )
     assert r.status_code == 422 and "value" in r.text
+
+
+async def test_faults_follow_registration(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    """A registered asset can be faulted at once (its new port too); deleting it ends them."""
+    from tests.conftest import free_tcp_port
+    from tests.registry_helpers import NEW_ASSET, asset_body
+
+    port = free_tcp_port()
+    assert (await client.post("/assets", json=asset_body(port))).status_code == 201
+    f = await post_fault(client, {"kind": "modbus_offline", "port": port})
+    g = await post_fault(client, {"kind": "stuck", "asset_id": NEW_ASSET})
+    assert runtime.faults.comm_for(port) is not None
+    assert (await client.delete(f"/assets/{NEW_ASSET}")).status_code == 204
+    ended = (await client.get(f"/faults/{g['id']}")).json()
+    assert ended["state"] == "ended" and ended["end_reason"] == "asset removed"
+    # the port-wide fault stays until it ends, but its port serves nobody now
+    assert (await client.get(f"/faults/{f['id']}")).json()["state"] == "active"

@@ -45,11 +45,11 @@ async def test_latency_delays_each_answer_of_that_unit_only(
         elapsed, rr = await timed_read(mb, 1)
         assert not rr.isError()
         delays.append(elapsed)
-    assert all(0.25 - 0.01 <= d <= 0.35 + 0.2 for d in delays), delays
+    assert all(0.25 - 0.01 <= d <= 0.35 + 0.5 for d in delays), delays
     # unit 2 on the same port answers at once
     other, rr = await timed_read(mb, 2)
-    assert not rr.isError() and other < 0.2, other
-    assert base < 0.2
+    assert not rr.isError() and other < 0.24, other  # below any faulted delay
+    assert base < 0.24
 
 
 async def test_latency_keeps_the_order_of_pipelined_requests(

@@ -202,6 +202,13 @@ class FaultBook:
             self._flush()
         return changed
 
+    def refresh(self) -> None:
+        """The fleet changed (an asset added, moved or removed, DESIGN §14): end the faults
+        of removed assets and recompute which units/ports the others act on."""
+        if not self.advance():
+            self._rebuild()
+            self._flush()
+
     # ------------------------------------------------------------ effects: comm
     def comm_for(self, port: int) -> PortComm | None:
         """The comm rules in effect on ``port`` (None: none, serve normally)."""
