@@ -54,3 +54,17 @@ async def test_faults_are_persisted_with_each_state_change(
         assert await rt2.fault_store.wait_written(10)
         rows = await sql("SELECT state, end_reason FROM faults WHERE id = $1", open_id)
         assert rows == [{"state": "ended", "end_reason": "simulator stopped"}]
+
+
+async def test_reset_db_truncates_faults(
+    make_settings: Callable[..., Settings], db_url: str, sql: Callable[..., Any]
+) -> None:
+    async with _runtime(make_settings(database_url=db_url)) as rt:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.http_port}") as c:
+            r = await c.post("/faults", json={"kind": "trip", "asset_id": ASSET_1})
+            assert r.status_code == 201
+        assert rt.fault_store is not None and await rt.fault_store.wait_written(10)
+    assert (await sql("SELECT count(*) AS n FROM faults"))[0]["n"] == 1
+    async with _runtime(make_settings(database_url=db_url, reset_db=True)) as rt2:
+        assert rt2.fault_store is not None and await rt2.fault_store.wait_written(10)
+    assert (await sql("SELECT count(*) AS n FROM faults"))[0]["n"] == 0
