@@ -211,7 +211,9 @@ def _addr(mid: int, name: str) -> int:
         (struct.pack(">BHH", 6, _addr(704, "WMaxLimPctEna"), 1), 0x02),  # RW, not implemented
         (struct.pack(">BHH", 6, _addr(704, "WSet"), 1), 0x02),  # half of an int32
         (struct.pack(">BHH", 6, _addr(704, "WSetEna"), 2), 0x03),  # not 0/1
-        (struct.pack(">BHH", 6, _addr(704, "WSetMod"), 0), 0x03),  # W_MAX_PCT unsupported
+        (struct.pack(">BHH", 6, _addr(704, "WSetMod"), 2), 0x03),  # neither 0 nor 1
+        (struct.pack(">BHh", 6, _addr(704, "WSetPct"), 10), 0x03),  # WSetMod is WATTS
+        (struct.pack(">BHH", 6, _addr(704, "VarSetEna"), 1), 0x02),  # no reactive on BESS-1
         (struct.pack(">BHH", 6, _addr(802, "AlmRst"), 7), 0x03),
         (struct.pack(">BHHBI", 16, _addr(704, "WSetRvrtTms"), 2, 4, 70000), 0x03),
         (struct.pack(">BHHBi", 16, _addr(704, "WSetEna"), 4, 8, 0) + b"\0\1" * 2, 0x03),

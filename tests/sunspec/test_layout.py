@@ -56,6 +56,10 @@ def test_scale_factors_fit_ratings_into_16_bits(
     assert sc.w == 0 or rating / 10.0 ** (sc.w - 1) > 32767  # the finest that fits
     assert capacity * 1e6 / 10.0**sc.wh <= 0xFFFE
     assert rating / 10.0**sc.wset <= 0x7FFF_FFFF
+    if max_mw > 0 and max_mw >= -min_mw:  # WSetPct: ±100 % of WMax in 0.01 % steps
+        assert sc.wset_pct == -2
+    elif max_mw > 0 and -min_mw / max_mw <= 1e4:  # the full-charge percentage fits int16
+        assert 100 * -min_mw / max_mw / 10.0**sc.wset_pct <= 32767
 
 
 def test_not_implemented_encodings() -> None:

@@ -118,7 +118,7 @@ def test_points_lists_sunspec_points_with_absolute_addresses(
     )  # fmt: skip  # 50 MW → W_SF 4
     wset = next(r for r in by_asset["BESS-1"] if r["name"] == "704.WSet")
     assert (wset["registers"], wset["access"], wset["scale"]) == ("2", "RW", "1")
-    # Var reads the model-v2 reactive power; the reactive setpoint is not taken yet.
+    # Var reads the model-v2 reactive power; BESS-1 has no `reactive`: no VarSet (704).
     var = next(r for r in by_asset["BESS-1"] if r["name"] == "701.Var")
     assert "not implemented" not in var["description"]
     var_set = next(r for r in by_asset["BESS-1"] if r["name"] == "704.VarSet")

@@ -17,7 +17,8 @@ from typing import Protocol
 from ..sim import AssetSpec, DispatchRequest, DispatchSource, DispatchStatus, Fleet, Snapshot
 from ..sim.model import ModbusProfile
 from ..sunspec import BASE_ADDRESS, SunSpecDevice
-from ..sunspec.live import W_PER_MW, ControlEcho
+from ..sunspec.control import ControlState, echo, plan
+from ..sunspec.live import ControlEcho
 from ..sunspec.writes import SunSpecWrite, SunSpecWriteError, decode_write
 from .registers import (
     FC_READ_HOLDING,
@@ -62,16 +63,15 @@ class SunSpecFace:
         self.device = device or SunSpecDevice(spec)
         self.serves_native = spec.modbus.profile is not ModbusProfile.SUNSPEC
         self.end = BASE_ADDRESS + self.device.layout.size
-        self.wset_ena = 0
-        # A WSet written while WSetEna = 0 waits here until WSetEna = 1 (SunSpec DER 704:
-        # the setpoint applies while its enable is set).
-        self.pending_w: float | None = None
+        # 704 enables, modes and setpoints staged while disabled (sunspec/control.py).
+        self.state = ControlState()
 
     # ------------------------------------------------------------------ reads
     def echo(self) -> ControlEcho:
         ctl = self.fleet.control(self.spec.id)
-        wset = self.pending_w if self.pending_w is not None else ctl.setpoint_mw * W_PER_MW
-        return ControlEcho(self.wset_ena, wset, ctl.watchdog_timeout_s, ctl.heartbeat)
+        return echo(
+            self.state, ctl.setpoint_mw, ctl.setpoint_mvar, ctl.watchdog_timeout_s, ctl.heartbeat
+        )
 
     def read(self, address: int, count: int) -> list[int]:
         regs = self.device.registers(self.holder.snapshot, self.echo())
@@ -157,20 +157,21 @@ class SunSpecFace:
     def _apply(self, w: SunSpecWrite, peer: str | None) -> int | None:
         """Dispatch first: if it is rejected nothing of the write is applied (DESIGN §5)."""
         fleet, asset_id = self.fleet, self.spec.id
-        ena = self.wset_ena if w.wset_ena is None else w.wset_ena
-        target_w: float | None = None
-        if w.wset_w is not None and ena == 1:
-            target_w = w.wset_w  # a WSet while enabled takes effect at once
-        elif w.wset_ena == 1 and self.wset_ena == 0 and self.pending_w is not None:
-            target_w = self.pending_w  # enabling applies the WSet staged while disabled
-        elif w.wset_ena == 0 and self.wset_ena == 1 and not fleet.control(asset_id).tripped:
-            target_w = 0.0  # disabling the control releases the setpoint (a trip already did)
-        if target_w is not None:
+        ctl = fleet.control(asset_id)
+        step = plan(self.state, w, self.spec, ctl.setpoint_mw, ctl.setpoint_mvar)
+        if isinstance(step, SunSpecWriteError):
+            self._refused(step.code, peer, step.reason)
+            return step.code
+        if step.dispatches:
+            mw, duration_s = step.mw, None
+            if mw is None:
+                mw, duration_s = self._active_power_in_effect(ctl.setpoint_mw)
             record = fleet.dispatch(
                 DispatchRequest(
                     asset_id=asset_id,
-                    mw=target_w / W_PER_MW,
-                    duration_s=None,
+                    mw=mw,
+                    mvar=step.mvar,  # None keeps the reactive setpoint in effect
+                    duration_s=duration_s,
                     source=DispatchSource.MODBUS,
                     client=peer,
                 )
@@ -178,11 +179,7 @@ class SunSpecFace:
             if record.status is DispatchStatus.REJECTED:
                 self._refused(ILLEGAL_DATA_VALUE, peer, f"dispatch rejected: {record.reason}")
                 return ILLEGAL_DATA_VALUE
-        self.wset_ena = ena
-        if w.wset_w is not None and ena == 0:
-            self.pending_w = w.wset_w
-        elif target_w is not None or ena == 1:
-            self.pending_w = None
+        self.state = step.state
         if w.rvrt_tms_s is not None:
             fleet.set_watchdog_timeout(asset_id, w.rvrt_tms_s)
         if w.ctrl_hb is not None:
@@ -190,6 +187,18 @@ class SunSpecFace:
         if w.alm_rst == 1:
             fleet.reset_fault(asset_id)
         return None
+
+    def _active_power_in_effect(self, setpoint_mw: float) -> tuple[float, float | None]:
+        """(mw, duration_s) that keep the active-power setpoint as it is when a write changes
+        only the reactive one: the MW in effect and what is left of its dispatch's duration
+        (None = holds), so a VarSet does not turn a timed dispatch into an endless one."""
+        active = self.fleet.active_dispatch(self.spec.id)
+        if active is None or active.duration_s is None:
+            return setpoint_mw, None
+        elapsed_s = (self.fleet.now - active.submitted_at).total_seconds()
+        left_s = active.duration_s - elapsed_s
+        # Elapsed but not yet ended by a tick: the setpoint is 0 from that tick on anyway.
+        return (setpoint_mw, left_s) if left_s > 0.0 else (0.0, None)
 
 
 def sunspec_face(fleet: Fleet, spec: AssetSpec, holder: SnapshotHolder) -> SunSpecFace | None:

@@ -6,11 +6,10 @@ Scale factors are chosen once per asset (:func:`scales_for`).
 Sign: SunSpec W is + for export (discharge), − for import (charge), which is bess-sim's +MW =
 discharge (DESIGN §3), so MW × 10⁶ = W with no sign change.
 
-Points marked ``ISSUE 10`` follow the snapshot fields of DESIGN §10 (``current_mvar``,
-``frequency_hz``, ``temperature_c``, ``available_charge_mw``, ``available_discharge_mw``) when
-the snapshot has them, through :func:`_optional`; until then they read as not implemented
-(Var, Hz, TmpCab) or as the rated limits (WChaRteMax, WDisChaRteMax). The 704 reactive
-setpoint (VarSetEna/VarSet) stays not implemented until the fleet takes one (writes.py).
+Reactive power (DESIGN §10): 701 Var is the snapshot's ``current_mvar`` (0 for an asset
+without ``reactive``); the 704 reactive setpoint (VarSetEna, VarSetMod, VarSetPri, VarSet) is
+implemented only for assets with ``reactive`` in assets.yaml and reads as not implemented
+otherwise, as does 701 TmpCab without a thermal model.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from ..sim import AssetSpec, Snapshot, Status
+from ..sim.models.params import ReactiveParams
 
 Value = int | float | str | None
 Values = dict[tuple[int, str], Value]
@@ -46,9 +46,12 @@ class Scales:
     """Scale factors (powers of ten) of one asset, fixed at start-up so that clients can cache
     them: the smallest exponent whose 16-bit field holds the asset's rating without overflow."""
 
-    w: int  # W, VA, Var in 701/702/802 (int16/uint16 fields)
-    wset: int  # 704 WSet, VarSet (int32 fields)
+    w: int  # W in 701/702/802 (int16/uint16 fields)
+    wset: int  # 704 WSet (int32)
     wh: int  # 713 WHRtg/WHAvail, 802 WHRtg (uint16)
+    va: int = 0  # VA, Var in 701/702 (int16/uint16): max(P rating, S_max) must fit
+    varset: int = 0  # 704 VarSet (int32)
+    wset_pct: int = -2  # 704 WSetPct (int16, % of WMax): 0.01 % unless the charge side needs more
     pct: int = -2  # SoC/SoH/DoD: 0.01 % steps, 100 % = 10000 fits uint16
     hz: int = -3  # 701 Hz is uint32: mHz
     tmp: int = -1  # 701 temperatures, 0.1 °C
@@ -67,14 +70,47 @@ def rating_w(spec: AssetSpec) -> float:
     return max(spec.max_mw, -spec.min_mw) * W_PER_MW
 
 
+def reactive_of(spec: AssetSpec) -> ReactiveParams | None:
+    """The asset's reactive capability (DESIGN §10), None without one."""
+    return None if spec.model is None else spec.model.reactive
+
+
+def rating_va(spec: AssetSpec) -> float:
+    """Largest apparent (or reactive) power the asset can show, in VA: |P| never exceeds the
+    active rating and P² + Q² is curtailed to S_max², so VA ≤ max(rating, S_max)."""
+    reactive = reactive_of(spec)
+    s_max = 0.0 if reactive is None else reactive.s_max_mva * W_PER_MW
+    return max(rating_w(spec), s_max)
+
+
 def scales_for(spec: AssetSpec) -> Scales:
     """Scale factors of ``spec``: int16 W fields limit ±32767, uint16 Wh fields 65534 (0xFFFF
-    means not implemented), int32 WSet 2³¹−1; W resolution never finer than 1 W."""
+    means not implemented), int32 WSet 2³¹−1; W resolution never finer than 1 W. WSetPct is
+    % of WMax (= max_mw): a full charge setpoint is 100 × −min_mw / max_mw %."""
+    # Capped at 10⁴ × WMax (SF ≤ 2): a near-zero max_mw would otherwise give an infinite span;
+    # beyond that a full-charge percentage saturates (the watts mode still reaches it).
+    ratio = -spec.min_mw / spec.max_mw if spec.max_mw > 0 else 1.0
+    pct_span = 100.0 * min(max(ratio, 1.0), 1e4)
     return Scales(
         w=_exponent(rating_w(spec), 32767, 0),
         wset=_exponent(rating_w(spec), 0x7FFF_FFFF, 0),
         wh=_exponent(spec.capacity_mwhr * WH_PER_MWH, 0xFFFE, 0),
+        va=_exponent(rating_va(spec), 32767, 0),
+        varset=_exponent(rating_va(spec), 0x7FFF_FFFF, 0),
+        wset_pct=_exponent(pct_span, 32767, -2),
     )
+
+
+#: 704 WSetMod symbols (model_704.json): W_MAX_PCT 0 "percentage of maximum active power"
+#: (WSetPct), WATTS 1 "in watts" (WSet).
+WSET_MOD_W_MAX_PCT = 0
+WSET_MOD_WATTS = 1
+#: 704 VarSetMod symbol VARS 4 "Reactive power is in vars" (VarSet): the one that matches the
+#: MVAr setpoint of DESIGN §10. The percentage modes 0–3 (of WMax, VarMax, VarAvail, VAMax,
+#: all through VarSetPct) are not implemented.
+VARSET_MOD_VARS = 4
+#: 704 VarSetPri symbols: ACTIVE 0, REACTIVE 1 = assets.yaml reactive.priority p / q.
+VARSET_PRI = {"p": 0, "q": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +121,15 @@ class ControlEcho:
     wset_w: float  # 704 WSet: staged value while disabled, else the setpoint in effect
     rvrt_tms_s: float  # 704 WSetRvrtTms = the watchdog timeout (DESIGN §4), 0 = off
     ctrl_hb: int  # 802 CtrlHb = the last heartbeat written (native or SunSpec)
+    wset_mod: int = WSET_MOD_WATTS  # 704 WSetMod as last written
+    varset_ena: int = 0  # 704 VarSetEna as last written
+    varset_var: float = 0.0  # 704 VarSet: staged value while disabled, else setpoint_mvar
 
 
 def static_values(spec: AssetSpec, sc: Scales) -> Values:
     """Points that never change while the simulator runs (nameplate, scale factors)."""
-    return {
+    reactive = reactive_of(spec)
+    values: Values = {
         # Model 1 (common). SN: the asset UUID without hyphens (32 hex characters = the 16
         # registers of SN exactly; the hyphenated form would be cut).
         (1, "Mn"): MANUFACTURER,
@@ -103,23 +143,24 @@ def static_values(spec: AssetSpec, sc: Scales) -> Values:
         (701, "ACType"): 2,  # THREE_PHASE
         (701, "DERMode"): 1,  # bit0 GRID_FOLLOWING
         (701, "W_SF"): sc.w,
-        (701, "VA_SF"): sc.w,
-        (701, "Var_SF"): sc.w,
+        (701, "VA_SF"): sc.va,
+        (701, "Var_SF"): sc.va,
         (701, "Hz_SF"): sc.hz,
         (701, "Tmp_SF"): sc.tmp,
         # Model 702 (DER capacity): ratings from assets.yaml.
         (702, "WMaxRtg"): spec.max_mw * W_PER_MW,
         (702, "WChaRteMaxRtg"): -spec.min_mw * W_PER_MW,
         (702, "WDisChaRteMaxRtg"): spec.max_mw * W_PER_MW,
-        (702, "CtrlModes"): 1 << 1,  # FIXED_W (704 WSet)
+        # CtrlModes bit1 FIXED_W (704 WSet), bit2 FIXED_VAR (704 VarSet) with reactive.
+        (702, "CtrlModes"): (1 << 1) | (0 if reactive is None else 1 << 2),
         (702, "WMax"): spec.max_mw * W_PER_MW,
         (702, "W_SF"): sc.w,
-        (702, "VA_SF"): sc.w,
-        (702, "Var_SF"): sc.w,
-        # Model 704 (DER AC controls): only WSet (watts mode) is implemented.
-        (704, "WSetMod"): 1,  # WATTS
+        (702, "VA_SF"): sc.va,
+        (702, "Var_SF"): sc.va,
+        # Model 704 (DER AC controls): WSet / WSetPct, and VarSet in vars with reactive.
         (704, "WSet_SF"): sc.wset,
-        (704, "VarSet_SF"): sc.wset,
+        (704, "WSetPct_SF"): sc.wset_pct,
+        (704, "VarSet_SF"): sc.varset,
         # Model 713 (DER storage capacity).
         (713, "WHRtg"): spec.capacity_mwhr * WH_PER_MWH,
         (713, "WH_SF"): sc.wh,
@@ -139,6 +180,19 @@ def static_values(spec: AssetSpec, sc: Scales) -> Values:
         (802, "SoH_SF"): sc.pct,
         (802, "W_SF"): sc.w,
     }
+    if reactive is not None:
+        # 702 reactive ratings = the configured capability; Abs is a magnitude (uint16).
+        values.update({
+            (702, "VAMaxRtg"): reactive.s_max_mva * W_PER_MW,
+            (702, "VarMaxInjRtg"): reactive.q_max_mvar * W_PER_MW,
+            (702, "VarMaxAbsRtg"): -reactive.q_min_mvar * W_PER_MW,
+            (702, "VAMax"): reactive.s_max_mva * W_PER_MW,
+            (702, "VarMaxInj"): reactive.q_max_mvar * W_PER_MW,
+            (702, "VarMaxAbs"): -reactive.q_min_mvar * W_PER_MW,
+            (704, "VarSetMod"): VARSET_MOD_VARS,
+            (704, "VarSetPri"): VARSET_PRI[reactive.priority],
+        })  # fmt: skip
+    return values
 
 
 def _optional(snap: Snapshot, field: str) -> float | None:
@@ -171,13 +225,15 @@ def live_values(spec: AssetSpec, snap: Snapshot, ctl: ControlEcho) -> Values:
     # WHAvail: energy the grid can still receive: stored energy above soc_min, less the
     # one-way conversion loss (discharging E at the grid removes E / efficiency, DESIGN §3).
     wh_avail = max(snap.soc_mwhr - spec.soc_min_mwhr, 0.0) * spec.efficiency * WH_PER_MWH
-    # ISSUE 10: reactive power, frequency, temperature and available limits when present.
+    # DESIGN §10: reactive power, frequency, temperature and available limits.
     mvar = _optional(snap, "current_mvar")
     var = None if mvar is None else mvar * W_PER_MW
     hz = _optional(snap, "frequency_hz")
     temp_c = _optional(snap, "temperature_c")
     avail_cha = _optional(snap, "available_charge_mw")  # <= 0, like min_mw
     avail_dis = _optional(snap, "available_discharge_mw")
+    no_q = reactive_of(spec) is None
+    wset_pct = None if spec.max_mw <= 0 else ctl.wset_w / (spec.max_mw * W_PER_MW) * 100.0
     cha_max_w = -(spec.min_mw if avail_cha is None else avail_cha) * W_PER_MW
     dis_max_w = (spec.max_mw if avail_dis is None else avail_dis) * W_PER_MW
     return {
@@ -188,10 +244,10 @@ def live_values(spec: AssetSpec, snap: Snapshot, ctl: ControlEcho) -> Values:
         (701, "Alrm"): (1 << 7) if alarms & _OVER_TEMPERATURE else 0,  # bit7 OVER_TEMP
         (701, "W"): w,
         (701, "VA"): abs(w) if var is None else math.hypot(w, var),
-        (701, "Var"): var,  # ISSUE 10
-        (701, "Hz"): hz,  # ISSUE 10
-        (701, "TmpCab"): temp_c,  # ISSUE 10: the thermal node is the cabinet
-        # 702 settings = what the asset can do now (ISSUE 10: available limits)
+        (701, "Var"): var,
+        (701, "Hz"): hz,
+        (701, "TmpCab"): temp_c,  # the thermal node is the cabinet; None without one
+        # 702 settings = what the asset can do now (DESIGN §10 available limits)
         (702, "WChaRteMax"): cha_max_w,
         (702, "WDisChaRteMax"): dis_max_w,
         # 713
@@ -212,16 +268,19 @@ def live_values(spec: AssetSpec, snap: Snapshot, ctl: ControlEcho) -> Values:
         # Hb "incremented every second": whole simulated seconds, wrapping at 16 bits.
         (802, "Hb"): int(snap.sim_time_s) & 0xFFFF if math.isfinite(snap.sim_time_s) else 0,
         (802, "W"): w,
-        (802, "WChaRteMax"): cha_max_w,  # ISSUE 10
-        (802, "WDisChaRteMax"): dis_max_w,  # ISSUE 10
+        (802, "WChaRteMax"): cha_max_w,
+        (802, "WDisChaRteMax"): dis_max_w,
         (802, "SetOp"): 2 if fault else 1,  # DISCONNECT / CONNECT
         (802, "SetInvState"): 1 if fault else 3,  # INVERTER_STOPPED / INVERTER_STARTED
         (802, "AlmRst"): 0,
         # 704 / 802 command echo
         (704, "WSetEna"): ctl.wset_ena,
+        (704, "WSetMod"): ctl.wset_mod,
         (704, "WSet"): ctl.wset_w,
+        # the same setpoint as % of WMax (702 WMax = max_mw), whichever WSetMod is selected
+        (704, "WSetPct"): wset_pct,
         (704, "WSetRvrtTms"): ctl.rvrt_tms_s,
-        (704, "VarSetEna"): None,  # ISSUE 10: reactive setpoint
-        (704, "VarSet"): None,  # ISSUE 10: setpoint_mvar × 10⁶
+        (704, "VarSetEna"): None if no_q else ctl.varset_ena,
+        (704, "VarSet"): None if no_q else ctl.varset_var,
         (802, "CtrlHb"): ctl.ctrl_hb,
     }
