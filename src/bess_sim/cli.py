@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--database-url", help="PostgreSQL URL (env DATABASE_URL)")
     run.add_argument("--reset-db", action="store_true", default=None,
                      help="truncate tables first (env RESET_DB=1)")  # fmt: skip
+    run.add_argument("--seed", type=int,
+                     help="seed of random comm faults (default 1)")  # fmt: skip
     run.add_argument("--history-size", type=int, help="in-memory snapshots kept per asset")
     run.add_argument("--log-level", help="debug|info|warning|error (env LOG_LEVEL)")
 

@@ -34,6 +34,7 @@ class Metrics:
             registry=r,
         )
         self._modbus_connections(r)
+        self._faults(r)
         self.db_queue_rows = Gauge(
             "bess_db_queue_rows", "Telemetry rows waiting for the database writer", registry=r
         )
@@ -44,6 +45,25 @@ class Metrics:
         )
         self.db_written_rows = Counter(
             "bess_db_written_rows", "Telemetry rows written to the database", registry=r
+        )
+
+    def _faults(self, r: CollectorRegistry) -> None:
+        """Fault injection (DESIGN §11, docs/faults.md)."""
+        self.faults = Counter(
+            "bess_faults",
+            "Fault transitions by kind and event (scheduled, started, ended)",
+            ["kind", "event"],
+            registry=r,
+        )
+        self.faults_active = Gauge(
+            "bess_faults_active", "Faults in effect now, by kind", ["kind"], registry=r
+        )
+        self.fault_comm_effects = Counter(
+            "bess_fault_comm_effects",
+            "Requests/connections a comm fault acted on (exception, dropped, late, refused, "
+            "offline)",
+            ["outcome"],
+            registry=r,
         )
 
     def _modbus_connections(self, r: CollectorRegistry) -> None:
@@ -64,7 +84,7 @@ class Metrics:
         self.modbus_connections_closed = Counter(
             "bess_modbus_connections_closed",
             "Modbus TCP connections closed, by reason (client, idle_timeout, frame_timeout, "
-            "bad_frame, hook, shutdown)",
+            "bad_frame, hook, fault, shutdown)",
             ["reason"],
             registry=r,
         )

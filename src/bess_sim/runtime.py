@@ -23,6 +23,8 @@ import uvicorn
 from .api.app import create_app
 from .api.protocol import header_timeout_protocol
 from .clock import ManualClock, RealTimeClock
+from .fault_wiring import FaultWiring, ModbusFace
+from .faults import FaultBook
 from .metrics import Metrics
 from .modbus.connection import ConnectionLimits
 from .modbus.points import RegisterMap
@@ -36,6 +38,7 @@ from .sim.model import TelemetrySink
 
 if TYPE_CHECKING:
     from .storage import Storage
+    from .storage.faults import FaultStore
 
 log = logging.getLogger("bess_sim")
 
@@ -92,6 +95,7 @@ class Runtime:
         self._sinks: list[TelemetrySink] = [self.history_buffer]
         self._history_source: HistorySource | None = None
         self.storage: Storage | None = None  # set when DATABASE_URL is configured
+        self.fault_store: FaultStore | None = None  # fault records, with a database
         self._db_status: Literal["ok", "down", "disabled"] = "disabled"
         self._step_lock = asyncio.Lock()
         self._stack = AsyncExitStack()
@@ -100,6 +104,9 @@ class Runtime:
         self.http_port: int | None = None
         self.modbus_ports: dict[int, int] = {}  # configured port → bound port
         self.modbus: ModbusService | None = None
+        #: Fault injection (DESIGN §11): the book is pure; the wiring applies its effects.
+        self.faults = FaultBook(self.fleet, seed=settings.seed)
+        self.fault_wiring = FaultWiring(self.faults, self.fleet, self.metrics, lambda: self.modbus)
         self.registry = Registry(
             self.fleet,
             self.history_buffer,
@@ -120,6 +127,9 @@ class Runtime:
         """Advance the fleet by ``dt_s`` simulated seconds and publish the snapshots."""
         started = time.perf_counter()
         snapshots = self.fleet.advance(dt_s)
+        if self.faults.advance():
+            # A fault started or ended at this tick boundary (a trip changes the snapshot).
+            snapshots = self.fleet.snapshots()
         for sink in self._sinks:
             sink.publish(snapshots)
         self.metrics.tick_duration.observe(time.perf_counter() - started)
@@ -181,6 +191,7 @@ class Runtime:
     def _fleet_changed(self) -> None:
         if self.modbus is not None:
             self.modbus_ports = self.modbus.ports
+        self.faults.refresh()
 
     async def history(self, query: HistoryQuery) -> list[Snapshot]:
         # An asset deleted during this run (DESIGN §14) is read from the ring until restart.
@@ -287,6 +298,13 @@ class Runtime:
         self.add_sink(storage)
         self.set_history_source(storage)
         self.storage = storage
+        from .storage.faults import FaultStore
+
+        # Exited before the storage (LIFO): pending fault records are written first.
+        self.fault_store = await self._stack.enter_async_context(
+            FaultStore(storage, self.fleet.now)
+        )
+        self.faults.add_listener(self.fault_store.put)
 
     async def _stop_ticking(self) -> None:
         task = self._tick_task
@@ -309,10 +327,13 @@ class Runtime:
             await self._stack.enter_async_context(service)
         except ModbusBindError as exc:
             raise StartupError(str(exc)) from None
-        self._stack.callback(self.remove_sink, service)
-        self.add_sink(service)
+        face = ModbusFace(service, self.faults)
+        self._stack.callback(self.remove_sink, face)
+        self.add_sink(face)
         self.modbus = service
         self.modbus_ports = service.ports
+        self.fault_wiring.attach(service)
+        log.info("faults: comm faults seeded with %d (--seed)", s.seed)
 
     async def _start_http(self) -> None:
         s = self.settings

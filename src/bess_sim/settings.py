@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     api_token: str | None = Field(
         None, validation_alias=AliasChoices("api_token", "BESS_API_TOKEN")
     )
+    seed: int = Field(
+        1,
+        ge=0,
+        le=2**63 - 1,
+        description="seed of the random comm faults (DESIGN §11): same seed, same drops "
+        "(env BESS_SEED)",
+    )
     history_size: int = Field(3600, ge=1, le=1_000_000, description="ring buffer per asset")
     db_buffer_rows: int = Field(
         1_000_000, ge=1, description="telemetry rows held while the database is down"

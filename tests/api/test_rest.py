@@ -567,6 +567,9 @@ async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
         # run-time registration (DESIGN §14)
         ("post", "/sites"), ("delete", "/sites/{site_id}"), ("post", "/assets"),
         ("put", "/assets/{asset_id}"), ("delete", "/assets/{asset_id}"), ("get", "/fleet.yaml"),
+        # fault injection (DESIGN §11)
+        ("post", "/faults"), ("get", "/faults"), ("get", "/faults/{fault_id}"),
+        ("delete", "/faults/{fault_id}"),
     }  # fmt: skip
     found = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert found == expected

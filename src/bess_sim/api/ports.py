@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..clock import ManualClock, RealTimeClock
+from ..faults import FaultBook
 from ..metrics import Metrics
 from ..settings import Settings
 from ..sim import Fleet, HistoryQuery, Snapshot
@@ -21,6 +22,7 @@ class Supervisor(Protocol):
     metrics: Metrics
     clock: RealTimeClock | ManualClock
     registry: Registry
+    faults: FaultBook
 
     @property
     def db_status(self) -> Literal["ok", "down", "disabled"]: ...

@@ -129,7 +129,7 @@ def build_router(sup: Supervisor) -> APIRouter:
     async def trip(asset_id: AssetId) -> TelemetryOut:
         spec = asset_spec(sup, asset_id)
         sup.fleet.trip(spec.id)
-        return TelemetryOut.of(sup.fleet.snapshot(spec.id))
+        return TelemetryOut.of(sup.faults.present_one(sup.fleet.snapshot(spec.id), "rest"))
 
     @router.post(
         "/assets/{asset_id}/reset",
@@ -144,7 +144,7 @@ def build_router(sup: Supervisor) -> APIRouter:
     async def reset(asset_id: AssetId) -> TelemetryOut:
         spec = asset_spec(sup, asset_id)
         sup.fleet.reset_fault(spec.id)
-        return TelemetryOut.of(sup.fleet.snapshot(spec.id))
+        return TelemetryOut.of(sup.faults.present_one(sup.fleet.snapshot(spec.id), "rest"))
 
     @router.get(
         "/telemetry/{asset_id}",
@@ -157,7 +157,7 @@ def build_router(sup: Supervisor) -> APIRouter:
     )
     async def latest(asset_id: AssetId) -> TelemetryOut:
         spec = asset_spec(sup, asset_id)
-        return TelemetryOut.of(sup.fleet.snapshot(spec.id))
+        return TelemetryOut.of(sup.faults.present_one(sup.fleet.snapshot(spec.id), "rest"))
 
     @router.get(
         "/telemetry/{asset_id}/history",

@@ -24,8 +24,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
@@ -89,6 +91,8 @@ class TelemetryHub:
     def publish(self, snapshots: Sequence[Snapshot]) -> None:
         """Called by the tick (synchronously): never blocks, never raises."""
         tick = self._sup.fleet.tick_count
+        # What the ``rest`` surface shows (DESIGN §11 view faults; the same list without any).
+        snapshots = self._sup.faults.present(snapshots, "rest")
         for client in self._clients:
             client.offer(tick, snapshots)
 
@@ -98,7 +102,10 @@ class TelemetryHub:
         if not self._registered:
             self._sup.add_sink(self)
             self._registered = True
-        client.offer(self._sup.fleet.tick_count, self._sup.fleet.snapshots())
+        client.offer(
+            self._sup.fleet.tick_count,
+            self._sup.faults.present(self._sup.fleet.snapshots(), "rest"),
+        )
         return client
 
     def _disconnect(self, client: _Client) -> None:
@@ -113,16 +120,24 @@ class TelemetryHub:
         if not chosen:
             return None
         first = chosen[0]
-        return json.dumps(
-            {
-                "type": "telemetry",
-                "tick": tick,
-                "sim_time_s": round(first.sim_time_s, 9),
-                "timestamp": iso_z(first.timestamp),
-                "snapshots": [telemetry_dict(s) for s in chosen],
-            },
-            separators=(",", ":"),
-        )
+        rows = [telemetry_dict(s) for s in chosen]
+        message: dict[str, Any] = {
+            "type": "telemetry",
+            "tick": tick,
+            "sim_time_s": round(first.sim_time_s, 9),
+            "timestamp": iso_z(first.timestamp),
+            "snapshots": rows,
+        }
+        try:
+            return json.dumps(message, separators=(",", ":"), allow_nan=False)
+        except ValueError:
+            # A value_override fault can publish NaN/Infinity (DESIGN §11); JSON has neither,
+            # so they go out as null, as in the REST answers.
+            for snap in rows:
+                for k, v in snap.items():
+                    if isinstance(v, float) and not math.isfinite(v):
+                        snap[k] = None
+            return json.dumps(message, separators=(",", ":"))
 
     def message(self, tick: int, snapshots: Sequence[Snapshot], asset_id: str | None) -> str | None:
         """The encoded message of ``snapshots`` for a client filtering on ``asset_id``,

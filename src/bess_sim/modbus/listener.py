@@ -15,6 +15,7 @@ import contextlib
 import errno
 import logging
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 from .connection import ConnectionLimits, ModbusConnection, RequestHook
@@ -85,6 +86,9 @@ class PortListener:
         self._retry: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._open = False
+        # Fault injection (DESIGN §11 modbus_disconnect): while set, connections are refused
+        # and this is called once per refused connection.
+        self._refusing: Callable[[], None] | None = None
 
     @property
     def bound_port(self) -> int:
@@ -131,8 +135,31 @@ class PortListener:
         if self._open:
             self._loop.add_reader(self.sock.fileno(), self._on_readable)
 
+    def refuse(self, on_refused: Callable[[], None] | None) -> int:
+        """With ``on_refused``: close every connection now and refuse new ones; None: accept
+        again. Returns the number of connections closed."""
+        self._refusing = on_refused
+        if on_refused is None:
+            return 0
+        closed = list(self.connections)
+        for conn in closed:
+            conn.close("fault")  # FIN after answers already written, as a dropped link
+            self.connection_closed(conn, "fault")
+            on_refused()
+        return len(closed)
+
     def _accepted(self, conn: socket.socket, peer: str) -> None:
         ev = self.events
+        refusing = self._refusing
+        if refusing is not None:
+            # The kernel has completed the handshake (the socket listens on); the nearest to
+            # "connection refused" we can give is a reset at once (SO_LINGER 0 → RST).
+            ev.refused("fault")
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+            refusing()
+            return
         if len(self.connections) >= self.limits.max_connections:
             ev.refused("limit")
             ev.ratelog.log(

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, cast
 
@@ -304,6 +305,9 @@ class ModbusService:
         #: None (serve) or a HookAction (delay / drop / exception / close). Read for every
         #: request, so it may be set or cleared while serving.
         self.request_hook: RequestHook | None = request_hook
+        #: Per-port seam (fault injection, DESIGN §11): ``port_hook(configured_port)`` → the
+        #: hook for that port's requests, else ``request_hook``. Read for every request.
+        self.port_hook: Callable[[int], RequestHook | None] | None = None
         self.input_encoder: ImageEncoder[Snapshot] = input_encoder(register_map)
         self.holding_encoder: ImageEncoder[HoldingState] = holding_encoder(register_map)
         self.holding_decoder = HoldingDecoder(register_map)
@@ -338,8 +342,22 @@ class ModbusService:
     def _listeners(self) -> list[PortListener]:
         return [p.listener for p in self._ports if p.listener is not None]
 
-    def _hook(self) -> RequestHook | None:
+    def _hook(self, port: int) -> RequestHook | None:
+        port_hook = self.port_hook
+        if port_hook is not None:
+            hook = port_hook(port)
+            if hook is not None:
+                return hook
         return self.request_hook
+
+    def refuse_connections(self, port: int, on_refused: Callable[[], None] | None) -> int:
+        """Fault injection (DESIGN §11 ``modbus_disconnect``): with ``on_refused``, close every
+        connection of the configured ``port`` now and refuse new ones (``on_refused()`` per
+        connection closed or refused); with None, accept again. Returns the number closed."""
+        for p in self._ports:
+            if p.port == port and p.listener is not None:
+                return p.listener.refuse(on_refused)
+        return 0
 
     @property
     def ports(self) -> dict[int, int]:
@@ -384,7 +402,12 @@ class ModbusService:
                 f"({exc.strerror or exc}); it serves {assets}"
             ) from None
         listener = PortListener(
-            sock, port.port, self.limits, port.process, self._hook, self._events
+            sock,
+            port.port,
+            self.limits,
+            port.process,
+            functools.partial(self._hook, port.port),
+            self._events,
         )
         listener.start()
         port.listener = listener

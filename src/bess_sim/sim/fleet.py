@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from . import physics
+from .device_fault import DeviceFault, faulted_limits
 from .dispatch import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, validate
 from .model import Alarm, AssetSpec, FleetConfig, Site, Snapshot, Status
 from .models import AssetModel, GridState
@@ -57,6 +58,7 @@ class _Asset:
         "active_end_s",
         "current_mvar",
         "current_mw",
+        "fault",
         "heartbeat",
         "heartbeat_changed_s",
         "latched",
@@ -93,6 +95,19 @@ class _Asset:
         self.current_mvar = 0.0
         self.setpoint_mvar = 0.0
         self.temperature_c = None if self.model is None else self.model.initial_temperature_c()
+        self.fault: DeviceFault | None = None  # DESIGN §11 device faults in effect
+
+    def apply_fault(self, fault: DeviceFault | None) -> None:
+        """Fold the device faults into the constants the tick reads (sim/device_fault.py)."""
+        spec = self.spec
+        self.fault = fault
+        self.lim = faulted_limits(spec, fault)
+        if spec.model is not None:
+            self.model = AssetModel(spec, spec.model, fault)
+        if fault is not None and fault.derated:
+            self.latched |= Alarm.DERATED
+        else:
+            self.latched &= ~Alarm.DERATED
 
     def watchdog_deadline_s(self) -> float | None:
         active = self.active
@@ -278,6 +293,12 @@ class Fleet:
         cell.setpoint_mvar = 0.0
         cell.snapshot = self._snapshot(cell, self.now)
 
+    def set_device_fault(self, asset_id: str, fault: DeviceFault | None) -> None:
+        """The device faults in effect for the asset (DESIGN §11; None = none), from now on."""
+        cell = self._cell(asset_id)
+        cell.apply_fault(fault)
+        cell.snapshot = self._snapshot(cell, self.now)
+
     def reset_fault(self, asset_id: str) -> None:
         cell = self._cell(asset_id)
         cell.tripped = False
@@ -361,7 +382,7 @@ class Fleet:
         new limits; a dispatch in effect outside the new [min_mw, max_mw] is interrupted."""
         cell = self._cell(spec.id)
         cell.spec = spec
-        cell.lim = physics.Limits.of(spec)
+        cell.lim = faulted_limits(spec, cell.fault)
         cell.soc_mwhr = min(max(cell.soc_mwhr, spec.soc_min_mwhr), spec.soc_max_mwhr)
         cell.current_mw = min(max(cell.current_mw, spec.min_mw), spec.max_mw)
         active = cell.active
@@ -529,12 +550,12 @@ class Fleet:
             avail_dis = (
                 0.0
                 if blocked or (mw >= 0.0 and soc <= lim.soc_min_mwhr + _SOC_EPS)
-                else spec.max_mw
+                else lim.max_mw  # rated, or derated by a fault (sim/device_fault.py)
             )
             avail_chg = (
                 0.0
                 if blocked or (mw <= 0.0 and soc >= lim.soc_max_mwhr - _SOC_EPS)
-                else spec.min_mw + 0.0
+                else lim.min_mw + 0.0
             )
         else:
             avail_dis, avail_chg = model.available(

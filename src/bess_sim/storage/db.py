@@ -325,6 +325,16 @@ class Database:
         async with self._connection() as con:
             await con.execute(schema.DELETE_SITE, site_id)
 
+    # ------------------------------------------------------------ faults (DESIGN §11)
+    async def save_faults(self, fault_rows: Sequence[tuple[Any, ...]]) -> None:
+        async with self._connection() as con, _transaction(con):
+            await con.executemany(schema.SAVE_FAULT, fault_rows)
+
+    async def end_open_faults(self, at: datetime) -> int:
+        async with self._connection() as con:
+            status = await con.execute(schema.END_OPEN_FAULTS, at)
+        return _count(status)
+
     # ------------------------------------------------------------ restore
     async def latest_telemetry(self, asset_ids: Sequence[str]) -> list[Row]:
         return await self._fetch(schema.LATEST_TELEMETRY, list(asset_ids))

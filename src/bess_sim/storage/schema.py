@@ -138,6 +138,33 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        4,
+        "fault injection (DESIGN §11): faults",
+        (
+            # No foreign key to assets: a fault record outlives a deleted asset (it is the
+            # test's record), and port-wide faults have no asset at all.
+            """
+            CREATE TABLE IF NOT EXISTS faults (
+                id          uuid PRIMARY KEY,
+                kind        text NOT NULL,
+                asset_id    uuid,
+                port        integer,
+                params      jsonb NOT NULL DEFAULT '{}',
+                state       text NOT NULL CHECK (state IN ('scheduled', 'active', 'ended')),
+                created_at  timestamptz NOT NULL,
+                starts_at   timestamptz NOT NULL,
+                ends_at     timestamptz,
+                started_at  timestamptz,
+                ended_at    timestamptz,
+                duration_s  double precision,
+                end_reason  text,
+                updated_at  timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS faults_asset_created ON faults (asset_id, created_at)",
+        ),
+    ),
 )
 
 # ---------------------------------------------------------------- TimescaleDB (best effort)
@@ -182,7 +209,7 @@ SELECT add_retention_policy('telemetry', drop_after => INTERVAL '{RETAIN_FOR}',
 """
 
 # ---------------------------------------------------------------- reconcile
-TRUNCATE_ALL = "TRUNCATE telemetry, dispatches, assets"
+TRUNCATE_ALL = "TRUNCATE telemetry, dispatches, assets, faults"
 UPSERT_SITE = """
 INSERT INTO sites (id, name, location) VALUES ($1, $2, $3)
 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, location = EXCLUDED.location,
@@ -352,4 +379,21 @@ FROM (
 ) b
 JOIN telemetry l ON l.asset_id = $1 AND l.ts = b.last_ts
 ORDER BY b.bucket DESC
+"""
+
+
+# ---------------------------------------------------------------- faults (DESIGN §11)
+SAVE_FAULT = """
+INSERT INTO faults (id, kind, asset_id, port, params, state, created_at, starts_at, ends_at,
+                    started_at, ended_at, duration_s, end_reason)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, started_at = EXCLUDED.started_at,
+                               ended_at = EXCLUDED.ended_at, end_reason = EXCLUDED.end_reason,
+                               updated_at = now()
+"""
+#: Faults a previous run left open: they ended when that simulator stopped.
+END_OPEN_FAULTS = """
+UPDATE faults SET state = 'ended', ended_at = COALESCE(ended_at, $1),
+                  end_reason = 'simulator stopped', updated_at = now()
+WHERE state <> 'ended'
 """

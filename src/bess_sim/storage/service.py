@@ -289,6 +289,10 @@ class Storage:
         except Exception as exc:
             raise StorageUnavailableError(f"database: {_reason(exc)}") from None
 
+    def database(self) -> Database:
+        """The database when it is usable now (else StorageUnavailableError)."""
+        return self._usable()
+
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Storage:
         cfg = self.config
@@ -379,7 +383,7 @@ class Storage:
         )
         log.info("database: %s at %s (schema v%d)", self.mode, self.where, self.schema_version)
         if self.config.reset:
-            log.warning("database: RESET_DB: truncated assets, telemetry and dispatches")
+            log.warning("database: RESET_DB: truncated assets, telemetry, dispatches and faults")
         tripped: list[str] = []
         if restore:
             if self._on_registered is not None:

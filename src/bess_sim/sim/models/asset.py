@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .. import physics
+from ..device_fault import DeviceFault, faulted_limits
 from ..model import AssetSpec
 from .efficiency import efficiency_at, loss_mwhr
 from .frequency import droop_mw
@@ -63,6 +64,8 @@ class AssetModel:
     """The v2 physics of one asset; constants precomputed from its spec."""
 
     __slots__ = (
+        "chg_factor",
+        "dis_factor",
         "exact",
         "lim",
         "params",
@@ -71,10 +74,16 @@ class AssetModel:
         "spec",
     )
 
-    def __init__(self, spec: AssetSpec, params: ModelParams) -> None:
+    def __init__(
+        self, spec: AssetSpec, params: ModelParams, fault: DeviceFault | None = None
+    ) -> None:
         self.spec = spec
         self.params = params
-        self.lim = physics.Limits.of(spec)
+        # Device faults (DESIGN §11): a derate scales the available limits, stuck zeroes the
+        # ramp rate (sim/device_fault.py); None leaves the §10 model as it was.
+        self.lim = faulted_limits(spec, fault)
+        self.dis_factor = 1.0 if fault is None else fault.discharge_pct / 100.0
+        self.chg_factor = 1.0 if fault is None else fault.charge_pct / 100.0
         self.rating_mw = max(spec.max_mw, -spec.min_mw)
         self.sd_mwh_per_s = (
             spec.capacity_mwhr * params.self_discharge_pct_per_day / 100.0 / _S_PER_DAY
@@ -108,8 +117,8 @@ class AssetModel:
         lim = self.lim
         soc_pct = soc_mwhr / spec.capacity_mwhr * 100.0
         derate = derate_factor(p.thermal, temperature_c)
-        dis = spec.max_mw * taper_factor(p.discharge_taper, soc_pct) * derate
-        chg = spec.min_mw * taper_factor(p.charge_taper, soc_pct) * derate
+        dis = spec.max_mw * taper_factor(p.discharge_taper, soc_pct) * derate * self.dis_factor
+        chg = spec.min_mw * taper_factor(p.charge_taper, soc_pct) * derate * self.chg_factor
         # Same bound rule as physics.target_for: blocked unless already moving away.
         if current_mw >= 0.0 and soc_mwhr <= lim.soc_min_mwhr + physics.SOC_EPS_MWH:
             dis = 0.0
