@@ -29,6 +29,8 @@ from .modbus.points import RegisterMap
 from .modbus.server import ModbusBindError, ModbusService
 from .net import bind_tcp
 from .registry import Registry
+from .scenario.host import ScenarioHost
+from .scenario.target import CommListener, RuntimeTarget
 from .settings import Settings
 from .sim import DispatchRecord, Fleet, FleetConfig, HistoryBuffer, Snapshot
 from .sim.history import HistoryQuery, bucket_snapshots
@@ -107,6 +109,9 @@ class Runtime:
             storage=lambda: self.storage,
             on_change=self._fleet_changed,
         )
+        # Modbus answers the EMS got wrong (exceptions, ...), for the scenario scorecard.
+        self._comm_listeners: list[CommListener] = []
+        self.scenarios = ScenarioHost(RuntimeTarget(self))
 
     # ------------------------------------------------------------ ticking
     def add_sink(self, sink: TelemetrySink) -> None:
@@ -173,6 +178,10 @@ class Runtime:
 
     def _on_overrun(self) -> None:
         self.metrics.tick_overruns.inc()
+
+    def comm_listeners(self) -> list[CommListener]:
+        """The live list of comm-event listeners (``cb(asset_id, port, kind)``)."""
+        return self._comm_listeners
 
     # ------------------------------------------------------------ history / health
     def set_history_source(self, source: HistorySource) -> None:
@@ -248,6 +257,7 @@ class Runtime:
         if s.modbus_enabled:
             await self._start_modbus()
         await self._start_http()
+        self._stack.push_async_callback(self.scenarios.aclose)
         if isinstance(self.clock, RealTimeClock):
             log.info(
                 "clock: real time, tick %.3g s, speed %gx, start %s",
@@ -311,6 +321,7 @@ class Runtime:
             raise StartupError(str(exc)) from None
         self._stack.callback(self.remove_sink, service)
         self.add_sink(service)
+        service.comm_listeners = self._comm_listeners
         self.modbus = service
         self.modbus_ports = service.ports
 
@@ -366,8 +377,15 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def serve(settings: Settings, fleet_config: FleetConfig, register_map: RegisterMap) -> None:
-    """Run until SIGINT/SIGTERM, then shut down cleanly."""
+async def serve(
+    settings: Settings,
+    fleet_config: FleetConfig,
+    register_map: RegisterMap,
+    *,
+    scenario: tuple[str, str] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, then shut down cleanly; ``scenario`` (text, source), already
+    validated by the CLI, starts once everything is up."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     # The handlers in force before (the CLI's early ones, bess_sim.__main__) come back
@@ -376,8 +394,10 @@ async def serve(settings: Settings, fleet_config: FleetConfig, register_map: Reg
     for sig in previous:
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with Runtime(settings, fleet_config, register_map):
+        async with Runtime(settings, fleet_config, register_map) as rt:
             log.info("ready")
+            if scenario is not None:
+                rt.scenarios.start(*scenario)
             await stop.wait()
             log.info("shutting down")
     finally:

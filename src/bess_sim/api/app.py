@@ -15,7 +15,14 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import routes_assets, routes_dispatch, routes_grid, routes_registry, routes_sim
+from . import (
+    routes_assets,
+    routes_dispatch,
+    routes_grid,
+    routes_registry,
+    routes_scenarios,
+    routes_sim,
+)
 from .errors import install_handlers
 from .guard import HttpGuard
 from .ports import Supervisor
@@ -52,6 +59,7 @@ _TAGS = [
     {"name": "fault injection", "description": "Trip and reset assets for HIL tests."},
     {"name": "registration", "description": "Add, change, remove assets at run time."},
     {"name": "simulation", "description": "Simulated clock; manual stepping for tests."},
+    {"name": "scenarios", "description": "Scripted HIL runs and the EMS scorecard (§12)."},
     {"name": "operations", "description": "Health and Prometheus metrics."},
 ]
 
@@ -74,6 +82,7 @@ def create_app(sup: Supervisor) -> FastAPI:
     app.include_router(routes_sim.build_router(sup))
     app.include_router(routes_grid.build_router(sup))
     app.include_router(routes_registry.build_router(sup))
+    app.include_router(routes_scenarios.build_router(sup))
 
     hub = TelemetryHub(sup)
     app.state.telemetry_hub = hub

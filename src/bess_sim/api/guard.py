@@ -69,7 +69,11 @@ def _is_json(content_type: str | None) -> bool:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
     main, _, sub = media.partition("/")
-    return main == "application" and (sub == "json" or sub.endswith("+json"))
+    # YAML (a scenario file, POST /scenarios) is, like JSON, not a CORS-safelisted type: a
+    # cross-site page cannot send it without a preflight, so the CSRF reasoning holds.
+    return main == "application" and (
+        sub in ("json", "yaml", "x-yaml") or sub.endswith(("+json", "+yaml"))
+    )
 
 
 def cross_site_refusal(headers: Headers, scheme: str) -> tuple[int, str] | None:

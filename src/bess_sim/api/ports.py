@@ -13,6 +13,7 @@ from ..sim.model import TelemetrySink
 
 if TYPE_CHECKING:
     from ..registry import Registry
+    from ..scenario.host import ScenarioHost
 
 
 class Supervisor(Protocol):
@@ -21,6 +22,7 @@ class Supervisor(Protocol):
     metrics: Metrics
     clock: RealTimeClock | ManualClock
     registry: Registry
+    scenarios: ScenarioHost
 
     @property
     def db_status(self) -> Literal["ok", "down", "disabled"]: ...
