@@ -151,7 +151,8 @@ def build_plan(scenario: ScenarioFile, specs: Sequence[AssetSpec], source: str) 
     fault_ids: set[str] = set()
     end_s = 0.0
     for i, step in enumerate(scenario.steps):
-        where = f"{source}: step {i} (at {step.at})"
+        shown = f"{step.at:g}" if isinstance(step.at, float) else step.at
+        where = f"{source}: step {i} (at {shown})"
         at_s = _abs(step.at, prev_s)
         if at_s < prev_s - 1e-9:
             raise ScenarioError(
