@@ -62,7 +62,7 @@ class ScenarioRun:
         fleet = target.fleet
         self._names = {s.id: s.name for s in fleet.specs}
         self.evaluator = Evaluator(plan.expectations, self._names)
-        self.recorder = ScorecardRecorder(fleet.specs, fleet.now)
+        self.recorder = ScorecardRecorder(fleet.specs, fleet.now, fleet.snapshot)
         self._origin_s = fleet.sim_time_s
         self._next_bp = 0.0
         self._reached = asyncio.Event()

@@ -8,7 +8,7 @@ Times are simulated seconds since the scenario start.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -77,8 +77,16 @@ class ScorecardRecorder:
     """Collects the scorecard of one scenario run. ``origin`` is the simulated UTC time of the
     scenario start; only commands submitted from then on count."""
 
-    def __init__(self, specs: Iterable[AssetSpec], origin: datetime) -> None:
+    def __init__(
+        self,
+        specs: Iterable[AssetSpec],
+        origin: datetime,
+        state_of: Callable[[str], Snapshot] | None = None,
+    ) -> None:
         self.origin = origin
+        # The asset's state when a command arrives (the fleet refreshes it on a trip or a
+        # reset between ticks); the last tick's snapshot when not given.
+        self._state_of = state_of
         self._cards: dict[str, _Card] = {s.id: _Card(s) for s in specs}
         self._seen: set[str] = set()
         self._commands: list[tuple[float, str, str]] = []  # (t, asset_id, source) of EMS
@@ -127,7 +135,7 @@ class ScorecardRecorder:
                                        "source": source, "client": record.client,
                                        "mw": record.mw, "reason": reason})  # fmt: skip
             return
-        snap = card.last
+        snap = card.last if self._state_of is None else self._state_of(record.asset_id)
         if snap is None:
             return
         hi, lo = snap.available_discharge_mw, snap.available_charge_mw
