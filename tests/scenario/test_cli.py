@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -12,8 +16,13 @@ from typing import Any
 import junitparser
 import yaml
 
-from tests.conftest import ROOT
-from tests.scenario.helpers import EXAMPLE_FLEET, SCENARIOS, scenario
+from tests.conftest import ROOT, free_tcp_port
+from tests.scenario.helpers import (
+    EXAMPLE_FLEET,
+    SCENARIOS,
+    example_fleet_on_free_ports,
+    scenario,
+)
 
 
 def bess(*args: str) -> subprocess.CompletedProcess[str]:
@@ -125,3 +134,44 @@ def test_fault_steps_exit_2_without_fault_injection(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert "step 2 (at 30): fault: fault injection is not available in this build" in res.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_run_with_scenario_runs_it_live(tmp_path: Path) -> None:
+    fleet, _ = example_fleet_on_free_ports(tmp_path)
+    port = free_tcp_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bess_sim", "run", "--scenario",
+         str(SCENARIOS / "frequency-droop.yaml"), "--assets", str(fleet), "--clock", "manual",
+         "--tick-interval", "0.5", "--http-port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": ""},
+    )  # fmt: skip
+    try:
+        body: dict[str, Any] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and body.get("state") not in ("passed", "failed"):
+            assert proc.poll() is None, proc.communicate()
+            try:
+                url = f"http://127.0.0.1:{port}/scenarios/current"
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                time.sleep(0.1)
+        assert body.get("state") == "passed", body
+        assert body["passed"] == 8
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "scenario frequency-droop: passed (8 passed, 0 failed)" in err
+
+
+def test_run_with_a_bad_scenario_exits_2_before_starting(tmp_path: Path) -> None:
+    path = write(tmp_path, scenario({"at": 1, "frequency": {"hz": "high"}}))
+    res = bess("run", "--scenario", str(path), "--assets", str(EXAMPLE_FLEET))
+    assert res.returncode == 2
+    assert f"{path}: step 0 (at 1): frequency.hz" in res.stderr
+    assert "http: listening" not in res.stderr
