@@ -104,3 +104,14 @@ async def test_token_guards_start_and_stop(start_runtime: Callable[..., Runtime]
         assert (await c.get("/scenarios/current")).status_code == 200
         r = await c.post("/scenarios/current/stop", headers=auth)
         assert r.json()["state"] == "stopped"
+
+
+async def test_yaml_bodies_only_where_a_route_takes_them(runtime: Runtime) -> None:
+    async with httpx.AsyncClient(base_url=base_url(runtime), timeout=30) as c:
+        yaml_ct = {"content-type": "application/yaml"}
+        r = await c.post("/sim/step", content="seconds: 5", headers=yaml_ct)
+        assert r.status_code == 415
+        r = await c.post("/assets/aaaaaaaa-0000-4000-8000-000000000001/trip", content="x: 1",
+                         headers=yaml_ct)  # fmt: skip
+        assert r.status_code == 415
+        assert not runtime.fleet.control("aaaaaaaa-0000-4000-8000-000000000001").tripped
