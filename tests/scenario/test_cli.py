@@ -175,3 +175,16 @@ def test_run_with_a_bad_scenario_exits_2_before_starting(tmp_path: Path) -> None
     assert res.returncode == 2
     assert f"{path}: step 0 (at 1): frequency.hz" in res.stderr
     assert "http: listening" not in res.stderr
+
+
+def test_scenario_run_ignores_database_url(tmp_path: Path) -> None:
+    path = write(tmp_path, scenario({"at": 1, "expect": {"asset": "PLAIN-1", "field": "soc_pct",
+                                                         "op": "==", "value": 50}}))  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", "bess_sim", "scenario", "run", str(path), "--assets",
+         str(EXAMPLE_FLEET)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+        env={**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "database: disabled" in res.stderr

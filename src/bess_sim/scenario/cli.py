@@ -41,7 +41,9 @@ def read_scenario(path: Path) -> ScenarioFile:
 
 def settings_overrides(scenario: ScenarioFile, given: set[str], realtime: bool) -> dict[str, Any]:
     """Settings a scenario run implies; flags the user gave (``given``) win."""
-    out: dict[str, Any] = {"clock": "realtime" if realtime else "manual"}
+    # No database: a test run starts from the fleet file's initial state every time (a
+    # database would restore SOC and dispatches from the last run).
+    out: dict[str, Any] = {"clock": "realtime" if realtime else "manual", "database_url": None}
     if scenario.tick_interval_s is not None and "tick_interval_s" not in given:
         out["tick_interval_s"] = scenario.tick_interval_s
     if scenario.start_time is not None and "start_time" not in given:

@@ -59,6 +59,7 @@ class ScenarioHost:
                 plan.name,
             )
         run = ScenarioRun(plan, self.target, source=source, progress=self._progress)
+        run.state = "running"
         self._run = run
         self._task = asyncio.create_task(self._drive(run), name="bess-scenario")
         log.info("scenario %s: started (%d steps, %g s)", plan.name, len(plan.steps), plan.end_s)

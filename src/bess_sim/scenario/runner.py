@@ -113,7 +113,10 @@ class ScenarioRun:
             left = bp - self.t_s
             if left <= _T_EPS:
                 return
-            await self.target.step(min(left, _MAX_STEP_S))
+            try:
+                await self.target.step(min(left, _MAX_STEP_S))
+            except Exception as exc:  # the tick loop failed (logged by the runtime)
+                raise ScenarioError(f"simulated time cannot advance: {exc}") from None
 
     # ------------------------------------------------------------ running
     def stop(self) -> None:
