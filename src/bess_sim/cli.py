@@ -21,8 +21,8 @@ from .config import DEFAULT_FLEET_SOURCE, ConfigError, load_assets
 from .modbus.points import RegisterMap, Table, load_register_map
 from .scenario.cli import EXIT_FAILED, plan_for, read_scenario, run_headless, settings_overrides
 from .scenario.model import ScenarioError, ScenarioFile
-from .scenario.plan import Plan
-from .scenario.target import FAULTS_UNAVAILABLE
+from .scenario.plan import Plan, check_fault_steps
+from .scenario.target import FAULT_CHECKER
 from .settings import Settings
 from .sim import FleetConfig
 from .sim.model import ModbusProfile
@@ -237,12 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if scenario is not None and scenario_path is not None:
         try:
             plan = plan_for(scenario, fleet, str(scenario_path))
-            if plan.fault_steps:
-                step = plan.fault_steps[0]
-                raise ScenarioError(
-                    f"{scenario_path}: step {step.index} (at {step.at_s:g}): {step.action}: "
-                    f"{FAULTS_UNAVAILABLE}"
-                )
+            check_fault_steps(plan, str(scenario_path), FAULT_CHECKER)
         except ScenarioError as exc:
             print(f"bess-sim: scenario error: {exc}", file=sys.stderr)
             return EXIT_CONFIG

@@ -8,9 +8,9 @@ import logging
 from typing import Any
 
 from .model import ScenarioError, parse_scenario, parse_text
-from .plan import build_plan
+from .plan import build_plan, check_fault_steps
 from .runner import ScenarioRun
-from .target import ScenarioTarget
+from .target import FAULT_CHECKER, ScenarioTarget
 
 log = logging.getLogger("bess_sim.scenario")
 
@@ -46,12 +46,7 @@ class ScenarioHost:
             parse_text(body, source) if isinstance(body, str) else (parse_scenario(body, source))
         )
         plan = build_plan(scenario, self.target.fleet.specs, source)
-        if plan.fault_steps and not self.target.faults_available:
-            s = plan.fault_steps[0]
-            raise ScenarioError(
-                f"{source}: step {s.index} (at {s.at_s:g}): {s.action}: fault injection is not "
-                "available in this build"
-            )
+        check_fault_steps(plan, source, FAULT_CHECKER)
         if plan.start_time is not None or plan.tick_interval_s is not None:
             log.info(
                 "scenario %s: start_time/tick_interval_s apply to `bess-sim scenario run`; "

@@ -7,7 +7,7 @@ checks expectation fields. Pure: no clock, no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -276,3 +276,19 @@ def _default_name(exp: ExpectAction, t0: float, t1: float) -> str:
     when = f"at {t0:g} s" if t0 == t1 else f"during [{t0:g}, {t1:g}] s"
     tol = f" ±{exp.tolerance:g}" if exp.tolerance else ""
     return f"{exp.asset} {exp.field} {exp.op} {value}{tol} {when}"
+
+
+def check_fault_steps(
+    plan: Plan, source: str, checker: Callable[[Mapping[str, Any]], None] | None
+) -> None:
+    """Refuse (ScenarioError naming the step) a fault step the fault layer would refuse, or
+    any fault step when there is no fault layer (``checker`` None)."""
+    for step in plan.fault_steps:
+        where = f"{source}: step {step.index} (at {step.at_s:g}): {step.action}"
+        if checker is None:
+            raise ScenarioError(f"{where}: fault injection is not available in this build")
+        if step.action == "fault":
+            try:
+                checker(step.args["body"])
+            except ValueError as exc:
+                raise ScenarioError(f"{where}: {exc}") from None

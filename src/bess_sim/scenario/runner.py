@@ -18,9 +18,9 @@ from typing import Any
 from ..sim import DispatchRequest, DispatchSource, DispatchStatus, Snapshot, UnknownAssetError
 from .expect import Evaluator
 from .model import ScenarioError
-from .plan import Plan, PlannedStep
+from .plan import Plan, PlannedStep, check_fault_steps
 from .scorecard import Event, ScorecardRecorder
-from .target import FaultsUnavailableError, ScenarioTarget
+from .target import FAULT_CHECKER, FaultsUnavailableError, ScenarioTarget
 
 log = logging.getLogger("bess_sim.scenario")
 
@@ -127,12 +127,7 @@ class ScenarioRun:
         """Run to the end (or a stop); returns the final state."""
         plan = self.plan
         fleet = self.target.fleet
-        if plan.fault_steps and not self.target.faults_available:
-            s = plan.fault_steps[0]
-            raise ScenarioError(
-                f"{self.source}: step {s.index} (at {s.at_s:g}): {s.action}: fault injection "
-                "is not available in this build"
-            )
+        check_fault_steps(plan, self.source, FAULT_CHECKER)
         self.state = "running"
         fleet.add_dispatch_listener(self.recorder.on_dispatch)
         self.target.add_comm_listener(self.recorder.on_comm_event)
@@ -238,7 +233,7 @@ class ScenarioRun:
                 body = a["body"]
                 try:
                     fid = self.target.add_fault(body)
-                except FaultsUnavailableError as exc:
+                except (FaultsUnavailableError, ValueError) as exc:
                     raise ScenarioError(
                         f"{self.source}: step {step.index} (at {step.at_s:g}): fault: {exc}"
                     ) from None
@@ -254,7 +249,7 @@ class ScenarioRun:
                 fid = self._fault_ids.get(a["label"], a["label"])
                 try:
                     self.target.end_fault(fid)
-                except FaultsUnavailableError as exc:
+                except (FaultsUnavailableError, ValueError, KeyError) as exc:
                     raise ScenarioError(
                         f"{self.source}: step {step.index} (at {step.at_s:g}): clear_fault: {exc}"
                     ) from None

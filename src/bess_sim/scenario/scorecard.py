@@ -225,7 +225,7 @@ class ScorecardRecorder:
                     "label": e.label,
                     "reaction_s": self.reaction_s(e),
                 }
-                for e in self._events
+                for e in sorted(self._events, key=lambda e: e.at_s)
             ],
             "rejected": list(self._rejected),
             "beyond_available": list(self._beyond),

@@ -19,6 +19,11 @@ CommListener = Callable[[str | None, int, str], None]
 
 FAULTS_UNAVAILABLE = "fault injection is not available in this build"
 
+#: ``check(body)`` validates a §11 ``POST /faults`` body without a simulator, raising
+#: ValueError naming the field; None: this build has no fault layer (DESIGN §11), so every
+#: fault step is refused before a run starts. Wire the fault layer's validation here.
+FAULT_CHECKER: Callable[[Mapping[str, Any]], None] | None = None
+
 
 class FaultsUnavailableError(Exception):
     """The simulator has no fault layer (DESIGN §11)."""
@@ -127,7 +132,7 @@ class RuntimeTarget:
     # -------------------------------------------------------------- faults (§11 seam)
     @property
     def faults_available(self) -> bool:
-        return False
+        return FAULT_CHECKER is not None
 
     def add_fault(self, spec: Mapping[str, Any]) -> str:
         raise FaultsUnavailableError(FAULTS_UNAVAILABLE)
