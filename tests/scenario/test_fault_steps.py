@@ -83,8 +83,8 @@ async def test_fault_steps_reach_the_fault_layer(
     assert target.added == [{"kind": "trip", "params": {}, "asset_id": ASSET_1, "duration_s": 20}]
     assert target.ended == ["fault-1"]  # the file's label "t" mapped to the layer's id
     events = run.status()["scorecard"]["events"]
-    assert [(e["kind"], e["at_s"], e["label"]) for e in events] == [
-        ("fault_start", 5.0, "trip"),
-        ("fault_end", 10.0, "t"),
-        ("fault_end", 25.0, "trip"),  # the scheduled end (the fault was cleared before)
+    # Cleared at 10: the end scheduled at 25 (duration_s) never happens and is not scored.
+    assert [(e["kind"], e["at_s"], e["label"], e["asset"]) for e in events] == [
+        ("fault_start", 5.0, "t", "BESS-1"),
+        ("fault_end", 10.0, "t", "BESS-1"),
     ]

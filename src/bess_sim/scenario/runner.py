@@ -69,6 +69,7 @@ class ScenarioRun:
         self._stop = False
         self._ramp: _Ramp | None = None
         self._fault_ids: dict[str, str] = {}
+        self._fault_assets: dict[str, str | None] = {}
         self._decided: set[int] = set()
         self.state = "pending"  # running | passed | failed | stopped | error
         self.error: str | None = None
@@ -239,11 +240,13 @@ class ScenarioRun:
                     ) from None
                 if a["label"] is not None:
                     self._fault_ids[a["label"]] = fid
+                    self._fault_assets[a["label"]] = body.get("asset_id")
                 start = t + float(body.get("start_in_s", 0.0))
-                self._event("fault_start", start, body.get("asset_id"), body["kind"])
+                label = a["label"] or body["kind"]
+                self._event("fault_start", start, body.get("asset_id"), label)
                 if body.get("duration_s") is not None:
-                    self._event("fault_end", start + body["duration_s"], body.get("asset_id"),
-                                body["kind"])  # fmt: skip
+                    end = start + body["duration_s"]
+                    self._event("fault_end", end, body.get("asset_id"), label)
                 self._say(f"{head} {body['kind']} → {fid}")
             case "clear_fault":
                 fid = self._fault_ids.get(a["label"], a["label"])
@@ -253,7 +256,9 @@ class ScenarioRun:
                     raise ScenarioError(
                         f"{self.source}: step {step.index} (at {step.at_s:g}): clear_fault: {exc}"
                     ) from None
-                self._event("fault_end", t, None, a["label"])
+                # Cleared before its scheduled end: that end never happens.
+                self.recorder.drop_events("fault_end", a["label"], after_s=t)
+                self._event("fault_end", t, self._fault_assets.get(a["label"]), a["label"])
                 self._say(f"{head} {a['label']}")
             case _:  # pragma: no cover - plan.py builds only the actions above
                 raise AssertionError(step.action)

@@ -186,6 +186,14 @@ class ScorecardRecorder:
         if self.active:
             self._events.append(event)
 
+    def drop_events(self, kind: str, label: str, after_s: float) -> None:
+        """Forget scheduled events that will not happen (a fault cleared before its end)."""
+        self._events = [
+            e
+            for e in self._events
+            if not (e.kind == kind and e.label == label and e.at_s > after_s)
+        ]
+
     # ------------------------------------------------------------ outputs
     def reaction_s(self, event: Event) -> float | None:
         """Seconds from ``event`` to the first EMS command after it (to its asset, or to any
