@@ -150,6 +150,7 @@ class ScenarioRun:
             self.results = (
                 self.evaluator.finish(end) if not self._stop else (self.evaluator.results(end))
             )
+            self._report_verdicts(self.results)  # those never evaluated
             failed = any(r["status"] == "failed" for r in self.results)
             self.state = "stopped" if self._stop else "failed" if failed else "passed"
         except (ScenarioError, FaultsUnavailableError, UnknownAssetError) as exc:
@@ -168,10 +169,10 @@ class ScenarioRun:
             fleet.remove_dispatch_listener(self.recorder.on_dispatch)
         return self.state
 
-    def _report_verdicts(self) -> None:
+    def _report_verdicts(self, results: list[dict[str, Any]] | None = None) -> None:
         """A progress line for each expectation decided since the last breakpoint."""
         n = len(self.plan.steps) + len(self.plan.expectations)
-        for r in self.evaluator.results(self.t_s):
+        for r in self.evaluator.results(self.t_s) if results is None else results:
             if r["status"] != "pending" and r["step"] not in self._decided:
                 self._decided.add(r["step"])
                 self.steps_done += 1
