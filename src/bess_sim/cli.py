@@ -195,7 +195,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     scenario: ScenarioFile | None = None
-    scenario_path: Path | None = args.file if args.command == "scenario" else args.scenario
+    scenario_path: Path | None = (
+        args.file if args.command == "scenario" else getattr(args, "scenario", None)
+    )
     extra: dict[str, Any] = {}
     if scenario_path is not None:
         try:
