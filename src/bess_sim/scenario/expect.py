@@ -8,7 +8,7 @@ fell inside (a window shorter than a tick in a paced run).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,11 +75,14 @@ class Evaluator:
         self._names = names
         self._states = [_State() for _ in expectations]
 
-    def sample(self, t_s: float, snaps: Mapping[str, Snapshot], figure: FigureFn) -> None:
+    def sample(self, t_s: float, snapshots: Sequence[Snapshot], figure: FigureFn) -> None:
         """The fleet's state at scenario time ``t_s`` (after a tick, or at the start)."""
+        snaps: dict[str, Snapshot] | None = None  # built only when an expectation is due
         for exp, st in zip(self.expectations, self._states, strict=True):
             if st.done or t_s < exp.t0_s - _T_EPS:
                 continue
+            if snaps is None:
+                snaps = {s.asset_id: s for s in snapshots}
             inside = t_s <= exp.t1_s + _T_EPS
             if not inside and st.samples:
                 st.done = True

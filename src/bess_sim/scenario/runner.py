@@ -62,7 +62,7 @@ class ScenarioRun:
         fleet = target.fleet
         self._names = {s.id: s.name for s in fleet.specs}
         self.evaluator = Evaluator(plan.expectations, self._names)
-        self.recorder = ScorecardRecorder(fleet.specs, fleet.now, fleet.snapshot)
+        self.recorder = ScorecardRecorder(fleet.specs, fleet.now, fleet.snapshot, fleet.sim_time_s)
         self._origin_s = fleet.sim_time_s
         self._next_bp = 0.0
         self._reached = asyncio.Event()
@@ -94,7 +94,7 @@ class ScenarioRun:
             if t >= ramp.t1 - _T_EPS:
                 self._ramp = None
         self.recorder.on_snapshots(snapshots)
-        self.evaluator.sample(t, {s.asset_id: s for s in snapshots}, self.recorder.figure)
+        self.evaluator.sample(t, snapshots, self.recorder.figure)
         if t >= self._next_bp - _T_EPS:
             self._reached.set()
 
