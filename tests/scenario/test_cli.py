@@ -19,6 +19,7 @@ import yaml
 from tests.conftest import ROOT, free_tcp_port
 from tests.scenario.helpers import (
     EXAMPLE_FLEET,
+    HAS_FAULTS,
     SCENARIOS,
     example_fleet_on_free_ports,
     scenario,
@@ -128,11 +129,22 @@ def test_bad_file_exits_2_naming_file_step_and_field(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
 
 
-def test_fault_steps_exit_2_without_fault_injection(tmp_path: Path) -> None:
-    res = bess("scenario", "run", str(SCENARIOS / "needs-faults" / "derate-then-trip.yaml"),
-               "--assets", str(EXAMPLE_FLEET), "--report", str(tmp_path / "r"))  # fmt: skip
+def test_fault_steps_exit_2_when_refused(tmp_path: Path) -> None:
+    """Without fault injection (this build) every fault step is refused; with it, one whose
+    params the fault layer refuses. Either way: exit 2 naming the step, before anything runs."""
+    path = write(tmp_path, scenario(
+        {"at": 3, "fault": {"kind": "derate", "asset": "PLAIN-1",
+                            "params": {"discharge_pct": 150}}},
+    ))  # fmt: skip
+    res = bess("scenario", "run", str(path), "--assets", str(EXAMPLE_FLEET),
+               "--report", str(tmp_path / "r"))  # fmt: skip
     assert res.returncode == 2
-    assert "step 2 (at 30): fault: fault injection is not available in this build" in res.stderr
+    assert f"{path}: step 0 (at 3): fault: " in res.stderr
+    if not HAS_FAULTS:
+        assert "fault injection is not available in this build" in res.stderr
+    else:
+        assert "discharge_pct" in res.stderr
+    assert "Traceback" not in res.stderr
     assert not (tmp_path / "r").exists()
 
 

@@ -3,7 +3,6 @@ example EMS (a real Modbus master in its own process), derate-then-trip once fau
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -13,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, free_tcp_port
-from tests.scenario.helpers import SCENARIOS, example_fleet_on_free_ports
-
-HAS_FAULTS = importlib.util.find_spec("bess_sim.faults") is not None
+from tests.scenario.helpers import HAS_FAULTS, SCENARIOS, example_fleet_on_free_ports
 
 
 def scenario_run(*args: str) -> list[str]:

@@ -73,7 +73,8 @@ async def test_fault_steps_reach_the_fault_layer(
     plan = build_plan(parse_scenario(FILE, "f.yaml"), runtime.fleet.specs, "f.yaml")
     target = TripFaults(runtime)
     run = ScenarioRun(plan, target, source="f.yaml")
-    # Without a fault layer in this build the runner refuses before anything happens.
+    # Without a fault layer the runner refuses before anything happens.
+    monkeypatch.setattr(runner_module, "FAULT_CHECKER", None)
     with pytest.raises(ScenarioError, match="fault injection is not available"):
         await run.run()
     assert target.added == [] and runtime.fleet.sim_time_s == 0
