@@ -200,3 +200,36 @@ def test_scenario_run_ignores_database_url(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     assert "database: disabled" in res.stderr
+
+
+def test_sigint_stops_the_run_writes_reports_and_exits_1(tmp_path: Path) -> None:
+    fleet, _ = example_fleet_on_free_ports(tmp_path)
+    path = write(tmp_path, scenario(
+        {"at": 0, "expect": {"asset": "*", "field": "soc_pct", "op": ">", "value": 0,
+                             "during": [0, 3600]}},
+        name="long",
+    ))  # fmt: skip
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bess_sim", "scenario", "run", str(path), "--assets", str(fleet),
+         "--realtime", "--http-port", "0", "--report", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "paced" in proc.stdout.readline()  # up and running
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, stdout + stderr
+    assert "Traceback" not in stderr
+    assert "scenario long: STOPPED" in stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["state"] == "stopped"
+    assert report["expectations"][0]["status"] == "pending"
+    check_junit_schema(out / "junit.xml")
+    (case,) = next(iter(junitparser.JUnitXml.fromfile(str(out / "junit.xml"))))
+    assert not case.is_passed and case.is_skipped
