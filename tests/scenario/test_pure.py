@@ -89,3 +89,38 @@ def test_pure_parts_load_no_server_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 50), st.integers(1, 40)), min_size=1, max_size=6),
+    st.sampled_from([0.5, 1.0, 4.0]),
+)
+def test_discharged_energy_matches_the_soc_the_physics_removed(
+    plan: list[tuple[float, int]], dt_s: float
+) -> None:
+    """§3.3 with a constant efficiency: discharged energy E removes E / η from SOC, so the
+    scorecard's energy must equal ΔSOC × η up to the trapezoid's error where a ramp lands
+    inside a tick (≤ ½ × |ΔP| × dt per landing)."""
+    from bess_sim.sim import DispatchRequest, Fleet
+
+    cfg = example_fleet()
+    spec = cfg.assets[2]  # PLAIN-1: 10 MW, 120 MW/min, η 0.95, 20 MWh at 50 %
+    fleet = Fleet(cfg, datetime(2026, 1, 1, tzinfo=UTC))
+    rec = ScorecardRecorder(cfg.assets, fleet.now, fleet.snapshot)
+    rec.on_snapshots(fleet.snapshots())
+    soc0 = fleet.snapshot(spec.id).soc_mwhr
+    bound = 0.0
+    for mw, ticks in plan:
+        mw = min(mw, spec.max_mw) / 5  # ≤ 2 MW for ≤ 160 s: far from soc_min
+        bound += abs(mw - fleet.snapshot(spec.id).current_mw) / 2 * dt_s / 3600
+        fleet.dispatch(DispatchRequest(asset_id=spec.id, mw=mw))
+        for _ in range(ticks):
+            rec.on_snapshots(fleet.advance(dt_s))
+    got = rec.figure("energy_discharged_mwh", spec.id)
+    from_soc = (soc0 - fleet.snapshot(spec.id).soc_mwhr) * spec.efficiency
+    assert rec.figure("energy_charged_mwh", spec.id) == 0.0
+    assert abs(got - from_soc) <= bound + 1e-9
+    total_ticks = sum(t for _, t in plan)
+    assert rec.figure("seconds_at_soc_min", None) == 0.0
+    assert rec.figure("equivalent_full_cycles", spec.id) == got / (2 * spec.capacity_mwhr)
+    assert total_ticks * dt_s == fleet.sim_time_s
