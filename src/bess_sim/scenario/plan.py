@@ -242,6 +242,10 @@ def _expectation(
         value, high = exp.value
     else:
         value = exp.value
+    if exp.field == "status" and not isinstance(value, str):
+        raise ScenarioError(
+            f"{where}.value: status is compared by its label, one of {', '.join(STATUS_LABELS)}"
+        )
     if isinstance(value, str):
         if exp.field != "status":
             raise ScenarioError(f"{where}.value: {exp.field} is a number, got {value!r}")
