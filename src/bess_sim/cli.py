@@ -19,6 +19,10 @@ from pydantic import ValidationError
 
 from .config import DEFAULT_FLEET_SOURCE, ConfigError, load_assets
 from .modbus.points import RegisterMap, Table, load_register_map
+from .scenario.cli import EXIT_FAILED, plan_for, read_scenario, run_headless, settings_overrides
+from .scenario.model import ScenarioError, ScenarioFile
+from .scenario.plan import Plan, check_fault_steps
+from .scenario.target import FAULT_CHECKER
 from .settings import Settings
 from .sim import FleetConfig
 from .sim.model import ModbusProfile
@@ -65,6 +69,26 @@ def _parser() -> argparse.ArgumentParser:
                      help="seed of random comm faults (default 1)")  # fmt: skip
     run.add_argument("--history-size", type=int, help="in-memory snapshots kept per asset")
     run.add_argument("--log-level", help="debug|info|warning|error (env LOG_LEVEL)")
+    run.add_argument("--scenario", type=Path, help="run this scenario file live (DESIGN §12)")
+
+    scen = sub.add_parser("scenario", help="scenario files (DESIGN §12)")
+    scen_sub = scen.add_subparsers(dest="scenario_command", required=True)
+    srun = scen_sub.add_parser(
+        "run", help="run a scenario headless (exit 0 passed, 1 failed, 2 bad input)"
+    )
+    srun.add_argument("file", type=Path, help="the scenario YAML file")
+    files(srun)
+    srun.add_argument("--report", type=Path, help="write report.json and junit.xml here")
+    srun.add_argument("--realtime", action="store_true",
+                      help="paced, with Modbus and REST up for an EMS under test")  # fmt: skip
+    srun.add_argument("--http-host", help="HTTP bind address (--realtime)")
+    srun.add_argument("--http-port", type=int, help="HTTP port (--realtime; default 3001)")
+    srun.add_argument("--modbus-host", help="Modbus bind address (--realtime)")
+    srun.add_argument("--tick-interval", dest="tick_interval_s", type=float,
+                      help="seconds between ticks (default: the file's, else 1.0)")  # fmt: skip
+    srun.add_argument("--speed", type=float, help="--realtime: simulated s per wall s")
+    srun.add_argument("--start-time", help="simulated UTC start (default: the file's, else now)")
+    srun.add_argument("--log-level", help="debug|info|warning|error (env LOG_LEVEL)")
 
     check = sub.add_parser("check-config", help="validate assets.yaml and register_map.yaml")
     files(check)
@@ -74,12 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:
     fields = set(Settings.model_fields)
     overrides: dict[str, Any] = {
         k: v for k, v in vars(args).items() if k in fields and v is not None
     }
-    return Settings(**overrides)
+    return Settings(**{**(extra or {}), **overrides})
 
 
 def load_config(settings: Settings) -> tuple[FleetConfig, RegisterMap]:
@@ -172,8 +196,22 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    scenario: ScenarioFile | None = None
+    scenario_path: Path | None = (
+        args.file if args.command == "scenario" else getattr(args, "scenario", None)
+    )
+    extra: dict[str, Any] = {}
+    if scenario_path is not None:
+        try:
+            scenario = read_scenario(scenario_path)
+        except ScenarioError as exc:
+            print(f"bess-sim: scenario error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        if args.command == "scenario":
+            given = {k for k, v in vars(args).items() if v is not None}
+            extra = settings_overrides(scenario, given, args.realtime)
     try:
-        settings = _settings(args)
+        settings = _settings(args, extra)
     except ValidationError as exc:
         for err in exc.errors():
             loc = ".".join(str(x) for x in err["loc"]) or "settings"
@@ -199,17 +237,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "points":
         _print_points(points_rows(fleet, regmap), args.format)
         return EXIT_OK
+    plan = None
+    if scenario is not None and scenario_path is not None:
+        try:
+            plan = plan_for(scenario, fleet, str(scenario_path))
+            check_fault_steps(plan, str(scenario_path), FAULT_CHECKER)
+        except ScenarioError as exc:
+            print(f"bess-sim: scenario error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    if args.command == "scenario":
+        assert plan is not None and scenario_path is not None
+        return _run_scenario(settings, fleet, regmap, plan, scenario_path, args.report)
     from .runtime import StartupError, serve  # heavy imports only for `run`
+
+    live = None
+    if scenario_path is not None:
+        live = (scenario_path.read_text(encoding="utf-8"), str(scenario_path))
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(settings, fleet, regmap))
+            runner.run(serve(settings, fleet, regmap, scenario=live))
     except StartupError as exc:
         print(f"bess-sim: cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+def _run_scenario(
+    settings: Settings,
+    fleet: FleetConfig,
+    regmap: RegisterMap,
+    plan: Plan,
+    path: Path,
+    report: Path | None,
+) -> int:
+    from .runtime import StartupError
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(run_headless(settings, fleet, regmap, plan, str(path), report))
+    except StartupError as exc:
+        print(f"bess-sim: cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

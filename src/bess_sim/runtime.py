@@ -31,6 +31,8 @@ from .modbus.points import RegisterMap
 from .modbus.server import ModbusBindError, ModbusService
 from .net import bind_tcp
 from .registry import Registry
+from .scenario.host import ScenarioHost
+from .scenario.target import CommListener, RuntimeTarget
 from .settings import Settings
 from .sim import DispatchRecord, Fleet, FleetConfig, HistoryBuffer, Snapshot
 from .sim.history import HistoryQuery, bucket_snapshots
@@ -114,6 +116,15 @@ class Runtime:
             storage=lambda: self.storage,
             on_change=self._fleet_changed,
         )
+        # Modbus answers the EMS got wrong (exceptions, ...), for the scenario scorecard.
+        self._comm_listeners: list[CommListener] = []
+        # Fault effects on the wire (drops, delays, refusals, 0x0B) reach the same listeners.
+        self.faults.add_comm_listener(self._comm_event)
+        self.scenarios = ScenarioHost(RuntimeTarget(self))
+
+    def _comm_event(self, asset_id: str | None, port: int, kind: str) -> None:
+        for cb in list(self._comm_listeners):
+            cb(asset_id, port, kind)
 
     # ------------------------------------------------------------ ticking
     def add_sink(self, sink: TelemetrySink) -> None:
@@ -183,6 +194,10 @@ class Runtime:
 
     def _on_overrun(self) -> None:
         self.metrics.tick_overruns.inc()
+
+    def comm_listeners(self) -> list[CommListener]:
+        """The live list of comm-event listeners (``cb(asset_id, port, kind)``)."""
+        return self._comm_listeners
 
     # ------------------------------------------------------------ history / health
     def set_history_source(self, source: HistorySource) -> None:
@@ -259,6 +274,7 @@ class Runtime:
         if s.modbus_enabled:
             await self._start_modbus()
         await self._start_http()
+        self._stack.push_async_callback(self.scenarios.aclose)
         if isinstance(self.clock, RealTimeClock):
             log.info(
                 "clock: real time, tick %.3g s, speed %gx, start %s",
@@ -330,6 +346,7 @@ class Runtime:
         face = ModbusFace(service, self.faults)
         self._stack.callback(self.remove_sink, face)
         self.add_sink(face)
+        service.comm_listeners = self._comm_listeners
         self.modbus = service
         self.modbus_ports = service.ports
         self.fault_wiring.attach(service)
@@ -387,8 +404,15 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def serve(settings: Settings, fleet_config: FleetConfig, register_map: RegisterMap) -> None:
-    """Run until SIGINT/SIGTERM, then shut down cleanly."""
+async def serve(
+    settings: Settings,
+    fleet_config: FleetConfig,
+    register_map: RegisterMap,
+    *,
+    scenario: tuple[str, str] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, then shut down cleanly; ``scenario`` (text, source), already
+    validated by the CLI, starts once everything is up."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     # The handlers in force before (the CLI's early ones, bess_sim.__main__) come back
@@ -397,8 +421,10 @@ async def serve(settings: Settings, fleet_config: FleetConfig, register_map: Reg
     for sig in previous:
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with Runtime(settings, fleet_config, register_map):
+        async with Runtime(settings, fleet_config, register_map) as rt:
             log.info("ready")
+            if scenario is not None:
+                rt.scenarios.start(*scenario)
             await stop.wait()
             log.info("shutting down")
     finally:

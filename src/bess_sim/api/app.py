@@ -21,6 +21,7 @@ from . import (
     routes_faults,
     routes_grid,
     routes_registry,
+    routes_scenarios,
     routes_sim,
 )
 from .errors import install_handlers
@@ -63,6 +64,7 @@ _TAGS = [
     },
     {"name": "registration", "description": "Add, change, remove assets at run time."},
     {"name": "simulation", "description": "Simulated clock; manual stepping for tests."},
+    {"name": "scenarios", "description": "Scripted HIL runs and the EMS scorecard (§12)."},
     {"name": "operations", "description": "Health and Prometheus metrics."},
 ]
 
@@ -86,6 +88,7 @@ def create_app(sup: Supervisor) -> FastAPI:
     app.include_router(routes_grid.build_router(sup))
     app.include_router(routes_registry.build_router(sup))
     app.include_router(routes_faults.build_router(sup))
+    app.include_router(routes_scenarios.build_router(sup))
 
     hub = TelemetryHub(sup)
     app.state.telemetry_hub = hub

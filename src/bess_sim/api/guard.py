@@ -64,15 +64,27 @@ def same_origin(origin: str, host: str | None, scheme: str) -> bool:
     return theirs in (mine, mine_o)
 
 
-def _is_json(content_type: str | None) -> bool:
+#: Routes that also take a YAML body (a scenario file, DESIGN §12).
+YAML_BODY_PATHS = frozenset({"/scenarios"})
+
+
+def _is_json(content_type: str | None, yaml_ok: bool = False) -> bool:
     if content_type is None:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
     main, _, sub = media.partition("/")
-    return main == "application" and (sub == "json" or sub.endswith("+json"))
+    if main != "application":
+        return False
+    # YAML is, like JSON, not a CORS-safelisted type: a cross-site page cannot send it without
+    # a preflight, so the CSRF reasoning holds where a route takes it.
+    if yaml_ok and (sub in ("yaml", "x-yaml") or sub.endswith("+yaml")):
+        return True
+    return sub == "json" or sub.endswith("+json")
 
 
-def cross_site_refusal(headers: Headers, scheme: str) -> tuple[int, str] | None:
+def cross_site_refusal(
+    headers: Headers, scheme: str, yaml_ok: bool = False
+) -> tuple[int, str] | None:
     """(status, detail) when a mutating request must be refused, else None."""
     fetch_site = headers.get("sec-fetch-site")
     if fetch_site in ("cross-site", "same-site"):
@@ -83,7 +95,7 @@ def cross_site_refusal(headers: Headers, scheme: str) -> tuple[int, str] | None:
     has_body = headers.get("transfer-encoding") is not None or headers.get(
         "content-length", "0"
     ).strip() not in ("", "0")
-    if has_body and not _is_json(headers.get("content-type")):
+    if has_body and not _is_json(headers.get("content-type"), yaml_ok):
         shown = (headers.get("content-type") or "none")[:100]
         return 415, f"request body must be JSON (Content-Type: application/json), got {shown}"
     return None
@@ -114,7 +126,9 @@ class HttpGuard:
             return
         headers = Headers(scope=scope)
         if scope["method"] in MUTATING_METHODS:
-            refusal = cross_site_refusal(headers, scope.get("scheme", "http"))
+            refusal = cross_site_refusal(
+                headers, scope.get("scheme", "http"), scope.get("path") in YAML_BODY_PATHS
+            )
             if refusal is not None:
                 await _send_json(send, *refusal)
                 return

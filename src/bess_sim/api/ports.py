@@ -14,6 +14,7 @@ from ..sim.model import TelemetrySink
 
 if TYPE_CHECKING:
     from ..registry import Registry
+    from ..scenario.host import ScenarioHost
 
 
 class Supervisor(Protocol):
@@ -23,6 +24,7 @@ class Supervisor(Protocol):
     clock: RealTimeClock | ManualClock
     registry: Registry
     faults: FaultBook
+    scenarios: ScenarioHost
 
     @property
     def db_status(self) -> Literal["ok", "down", "disabled"]: ...

@@ -243,6 +243,8 @@ class _Port:
         if face is not None and (reply := face.handle(pdu, peer)) is not None:
             code = reply[1] if reply[0] & 0x80 else 0
             self.service.metrics.modbus_requests.labels(str(fc), str(code)).inc()
+            if code:
+                self._exception_answered(unit)
             return struct.pack(">HHHB", tid, 0, len(reply) + 1, unit) + reply
         exc: int | None = None
         request: ModbusPDU | None = None
@@ -280,7 +282,17 @@ class _Port:
         response.transaction_id = tid
         code = response.exception_code if isinstance(response, ExceptionResponse) else 0
         self.service.metrics.modbus_requests.labels(str(fc), str(code)).inc()
+        if code:
+            self._exception_answered(unit)
         return self.framer.buildFrame(response)
+
+    def _exception_answered(self, unit: int) -> None:
+        listeners = self.service.comm_listeners
+        if listeners:
+            dev = self.devices.get(unit)
+            asset_id = None if dev is None else dev.spec.id
+            for cb in listeners:
+                cb(asset_id, self.port, "exception")
 
 
 class ModbusService:
@@ -308,6 +320,9 @@ class ModbusService:
         #: Per-port seam (fault injection, DESIGN §11): ``port_hook(configured_port)`` → the
         #: hook for that port's requests, else ``request_hook``. Read for every request.
         self.port_hook: Callable[[int], RequestHook | None] | None = None
+        #: ``cb(asset_id | None, port, kind)`` for every exception answer (kind
+        #: "exception"): the scenario scorecard counts what the EMS experienced.
+        self.comm_listeners: list[Callable[[str | None, int, str], None]] = []
         self.input_encoder: ImageEncoder[Snapshot] = input_encoder(register_map)
         self.holding_encoder: ImageEncoder[HoldingState] = holding_encoder(register_map)
         self.holding_decoder = HoldingDecoder(register_map)

@@ -232,6 +232,11 @@ class Fleet:
         """``listener`` is called (synchronously) with every new or changed record."""
         self._listeners.append(listener)
 
+    def remove_dispatch_listener(self, listener: DispatchListener) -> None:
+        """Stop calling ``listener`` (a scenario's scorecard at the end of its run)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     # ----------------------------------------------------------------- commands
     def dispatch(self, req: DispatchRequest) -> DispatchRecord:
         """Validate and record ``req``; accepted ones take effect at once. Raises
