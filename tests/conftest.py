@@ -33,6 +33,18 @@ def free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def two_free_tcp_ports() -> tuple[int, int]:
+    """Two distinct ports that were free a moment ago: both sockets are held until both are
+    read (two free_tcp_port() calls can return the same port)."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as a,
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as b,
+    ):
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        return int(a.getsockname()[1]), int(b.getsockname()[1])
+
+
 def fleet_data(port_a: int, port_b: int) -> dict[str, Any]:
     """Three assets: two share ``port_a`` (units 1 and 2), one on ``port_b``."""
     return {
@@ -68,7 +80,7 @@ def fleet_data(port_a: int, port_b: int) -> dict[str, Any]:
 def assets_file(tmp_path: Path) -> Path:
     """assets.yaml of :func:`fleet_data` on two free ports."""
     path = tmp_path / "assets.yaml"
-    path.write_text(yaml.safe_dump(fleet_data(free_tcp_port(), free_tcp_port())))
+    path.write_text(yaml.safe_dump(fleet_data(*two_free_tcp_ports())))
     return path
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bess_sim.cli import main
-from tests.conftest import ROOT, free_tcp_port
+from tests.conftest import ROOT, free_tcp_port, two_free_tcp_ports
 
 
 def bess(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -92,7 +92,7 @@ def _assets_on_free_ports(tmp_path: Path) -> Path:
     from tests.conftest import fleet_data
 
     path = tmp_path / "assets.yaml"
-    path.write_text(yaml.safe_dump(fleet_data(free_tcp_port(), free_tcp_port())))
+    path.write_text(yaml.safe_dump(fleet_data(*two_free_tcp_ports())))
     return path
 
 

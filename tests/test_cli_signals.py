@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, fleet_data, free_tcp_port
+from tests.conftest import ROOT, fleet_data, two_free_tcp_ports
 
 
 def _assets(tmp_path: Path) -> Path:
     import yaml
 
     path = tmp_path / "assets.yaml"
-    path.write_text(yaml.safe_dump(fleet_data(free_tcp_port(), free_tcp_port())))
+    path.write_text(yaml.safe_dump(fleet_data(*two_free_tcp_ports())))
     return path
 
 

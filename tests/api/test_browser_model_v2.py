@@ -12,7 +12,7 @@ from playwright.async_api import async_playwright, expect
 
 from bess_sim.runtime import Runtime
 from bess_sim.sim import DispatchRequest
-from tests.conftest import ASSET_1, ASSET_3, ROOT, fleet_data, free_tcp_port
+from tests.conftest import ASSET_1, ASSET_3, ROOT, fleet_data, two_free_tcp_ports
 from tests.modbus.test_model_v2_points import V2_FIELDS
 
 CHROMIUM = "/usr/bin/chromium"
@@ -26,7 +26,7 @@ pytestmark = [
 
 @pytest.fixture
 def assets_file(tmp_path: Path) -> Path:
-    data = fleet_data(free_tcp_port(), free_tcp_port())
+    data = fleet_data(*two_free_tcp_ports())
     data["assets"][2].update(V2_FIELDS)
     path = tmp_path / "assets.yaml"
     path.write_text(yaml.safe_dump(data))

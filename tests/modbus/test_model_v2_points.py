@@ -13,7 +13,7 @@ import yaml
 
 from bess_sim.runtime import Runtime
 from bess_sim.sim import DispatchRequest, DispatchSource
-from tests.conftest import ASSET_3, fleet_data, free_tcp_port
+from tests.conftest import ASSET_3, fleet_data, two_free_tcp_ports
 from tests.modbus.conftest import unit_of
 from tests.modbus.test_mbpoll import MBPOLL, mbpoll, values
 
@@ -31,7 +31,7 @@ V2_FIELDS = {
 @pytest.fixture
 def assets_file(tmp_path: Path) -> Path:
     """The shared test fleet with BESS-3 (10 MWh, ±5 MW, 60 MW/min, SOC 20 %) on v2."""
-    data = fleet_data(free_tcp_port(), free_tcp_port())
+    data = fleet_data(*two_free_tcp_ports())
     data["assets"][2].update(V2_FIELDS)
     path = tmp_path / "assets.yaml"
     path.write_text(yaml.safe_dump(data))

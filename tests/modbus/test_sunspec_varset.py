@@ -22,7 +22,7 @@ from bess_sim.runtime import Runtime
 from bess_sim.settings import Settings
 from bess_sim.sim import DispatchStatus
 from bess_sim.sunspec import load_layout
-from tests.conftest import ASSET_1, ASSET_3, fleet_data, free_tcp_port
+from tests.conftest import ASSET_1, ASSET_3, fleet_data, two_free_tcp_ports
 from tests.modbus.conftest import TIMEOUT_S, mbap, port_of, read_frame, unit_of
 
 # BESS-1 (50 MW) gets a reactive capability. q_max above S_max on purpose: so that the S_max
@@ -32,7 +32,7 @@ REACTIVE = {"s_max_mva": 55.0, "q_min_mvar": -40.0, "q_max_mvar": 70.0, "priorit
 
 @pytest.fixture
 async def rt(tmp_path: Path, make_settings: Callable[..., Settings]) -> AsyncIterator[Runtime]:
-    data = fleet_data(free_tcp_port(), free_tcp_port())
+    data = fleet_data(*two_free_tcp_ports())
     data["assets"][0]["reactive"] = REACTIVE
     path = tmp_path / "reactive.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -21,14 +21,14 @@ from bess_sim.modbus.points import default_register_map_data, load_register_map
 from bess_sim.runtime import Runtime
 from bess_sim.settings import Settings
 from bess_sim.sunspec import load_layout
-from tests.conftest import ASSET_1, ASSET_2, ASSET_3, fleet_data, free_tcp_port
+from tests.conftest import ASSET_1, ASSET_2, ASSET_3, fleet_data, two_free_tcp_ports
 from tests.modbus.conftest import mbap, port_of, read_frame, unit_of
 
 MBPOLL = shutil.which("mbpoll")
 
 
 def _fleet(profiles: dict[str, str]) -> dict[str, Any]:
-    data = fleet_data(free_tcp_port(), free_tcp_port())
+    data = fleet_data(*two_free_tcp_ports())
     for asset in data["assets"]:
         if asset["id"] in profiles:
             asset["modbus"]["profile"] = profiles[asset["id"]]

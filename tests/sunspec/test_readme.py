@@ -15,7 +15,7 @@ from bess_sim.config import load_assets
 from bess_sim.modbus.points import load_register_map
 from bess_sim.runtime import Runtime
 from bess_sim.settings import Settings
-from tests.conftest import ASSET_1, ASSET_3, ROOT, fleet_data, free_tcp_port
+from tests.conftest import ASSET_1, ASSET_3, ROOT, fleet_data, two_free_tcp_ports
 from tests.modbus.conftest import port_of
 
 
@@ -49,7 +49,7 @@ async def test_readme_varset_example(
     tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
     # BESS-3 (5 MW, port b unit 1) with HILL-BESS-2's reactive capability from assets.yaml
-    data = fleet_data(free_tcp_port(), free_tcp_port())
+    data = fleet_data(*two_free_tcp_ports())
     shipped = yaml.safe_load((ROOT / "assets.yaml").read_text())
     hill = next(a for a in shipped["assets"] if a["name"] == "HILL-BESS-2")
     data["assets"][2]["reactive"] = hill["reactive"]
