@@ -78,10 +78,12 @@ async def test_bad_scenarios_are_422_naming_step_and_field(runtime: Runtime) -> 
         r = await c.post("/scenarios", json=bad)
         assert r.status_code == 422
         assert "step 0 (at 1): dispatch.mw" in r.json()["detail"][0]["msg"]
-        fault = {"name": "f", "steps": [{"at": 2, "fault": {"kind": "trip", "asset": "BESS-1"}}]}
+        # A fault step is checked by the fault layer's own model before the run starts.
+        fault = {"name": "f", "steps": [{"at": 2, "fault": {
+            "kind": "derate", "asset": "BESS-1", "params": {"discharge_pct": -5}}}]}  # fmt: skip
         r = await c.post("/scenarios", json=fault)
         assert r.status_code == 422
-        assert "step 0 (at 2): fault: fault injection is not available" in r.text
+        assert "step 0 (at 2): fault: " in r.text and "discharge_pct" in r.text
         r = await c.post("/scenarios", content="name: [", headers={
             "content-type": "application/yaml"})  # fmt: skip
         assert r.status_code == 422 and "not valid YAML" in r.text
