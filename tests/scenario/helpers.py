@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,6 @@ from tests.conftest import ROOT, free_tcp_port
 
 SCENARIOS = ROOT / "scenarios"
 EXAMPLE_FLEET = SCENARIOS / "fleet.yaml"
-#: DESIGN §11 fault injection is in this build (it lives in another room, bess_sim.faults).
-HAS_FAULTS = importlib.util.find_spec("bess_sim.faults") is not None
 
 
 def example_fleet_on_free_ports(tmp_path: Path) -> tuple[Path, dict[int, int]]:
