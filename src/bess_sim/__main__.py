@@ -13,6 +13,10 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class Interrupted(KeyboardInterrupt):
@@ -28,10 +32,32 @@ def _install_early_signal_handlers() -> None:
         if seen:
             return  # already unwinding
         seen.append(signum)
-        raise Interrupted(signum)
+        loop = _running_loop()
+        if loop is None:
+            raise Interrupted(signum)
+        # Inside a running event loop the handler can fire between any two bytecodes of the
+        # loop's own machinery; raising there once left uvloop marked "running", and the
+        # runner's close() then failed with "Cannot close a running event loop" (a traceback,
+        # exit 1). Raised from a callback instead, it leaves the loop the normal way.
+        loop.call_soon_threadsafe(_raise_interrupted, signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    asyncio_mod = sys.modules.get("asyncio")
+    if asyncio_mod is None:  # not imported yet: no loop can be running
+        return None
+    try:
+        loop: asyncio.AbstractEventLoop = asyncio_mod.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop
+
+
+def _raise_interrupted(signum: int) -> None:
+    raise Interrupted(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
