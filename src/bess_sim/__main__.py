@@ -39,7 +39,7 @@ def _install_early_signal_handlers() -> None:
         # loop's own machinery; raising there once left uvloop marked "running", and the
         # runner's close() then failed with "Cannot close a running event loop" (a traceback,
         # exit 1). Raised from a callback instead, it leaves the loop the normal way.
-        loop.call_soon_threadsafe(_raise_interrupted, signum)
+        loop.call_soon_threadsafe(_deliver, signum, handler)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
@@ -56,7 +56,12 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
     return loop
 
 
-def _raise_interrupted(signum: int) -> None:
+def _deliver(signum: int, early_handler: object) -> None:
+    if signal.getsignal(signum) is not early_handler:
+        # The program installed its own handling meanwhile (the runtime's loop handlers that
+        # stop every component in order): the signal is theirs.
+        signal.raise_signal(signum)
+        return
     raise Interrupted(signum)
 
 

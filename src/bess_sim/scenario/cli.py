@@ -81,15 +81,10 @@ async def run_headless(
 
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
-    async with Runtime(settings, fleet, regmap) as rt:
-        if settings.clock == "realtime":
-            progress(
-                f"scenario {plan.name}: paced (speed {settings.speed:g}x); Modbus "
-                f"{', '.join(str(p) for p in rt.modbus_ports.values()) or '-'}, "
-                f"HTTP {settings.http_host}:{rt.http_port}"
-            )
-        target = RuntimeTarget(rt)
-        run = ScenarioRun(plan, target, source=source, progress=progress)
+    runtime = Runtime(settings, fleet, regmap)
+    run = ScenarioRun(plan, RuntimeTarget(runtime), source=source, progress=progress)
+    run.attach()  # before Modbus is bound: an EMS's first write must reach the scorecard
+    async with runtime as rt:
         handled = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -97,6 +92,12 @@ async def run_headless(
                 handled.append(sig)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
                 pass
+        if settings.clock == "realtime":
+            progress(
+                f"scenario {plan.name}: paced (speed {settings.speed:g}x); Modbus "
+                f"{', '.join(str(p) for p in rt.modbus_ports.values()) or '-'}, "
+                f"HTTP {settings.http_host}:{rt.http_port}"
+            )
         try:
             await run.run()
         except ScenarioError as exc:

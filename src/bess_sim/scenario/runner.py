@@ -76,6 +76,7 @@ class ScenarioRun:
         self.steps_done = 0
         self.last_step = ""
         self.results: list[dict[str, Any]] | None = None
+        self._attached = False
 
     # ------------------------------------------------------------ time
     @property
@@ -124,14 +125,25 @@ class ScenarioRun:
         self._stop = True
         self._reached.set()
 
+    def attach(self) -> None:
+        """Start recording commands and comm events for the scorecard. ``run()`` does it too;
+        call it earlier when the target's Modbus/REST come up before the run starts (a paced
+        CLI run: an EMS may write as soon as the port is bound — a race seen in CI — and that
+        command belongs to the scorecard)."""
+        if self._attached:
+            return
+        self._attached = True
+        self.target.fleet.add_dispatch_listener(self.recorder.on_dispatch)
+        self.target.add_comm_listener(self.recorder.on_comm_event)
+
     async def run(self) -> str:
         """Run to the end (or a stop); returns the final state."""
         plan = self.plan
         fleet = self.target.fleet
         check_fault_steps(plan, self.source, FAULT_CHECKER)
         self.state = "running"
-        fleet.add_dispatch_listener(self.recorder.on_dispatch)
-        self.target.add_comm_listener(self.recorder.on_comm_event)
+        self._origin_s = fleet.sim_time_s  # scenario time starts now, not at construction
+        self.attach()
         self.target.add_sink(self)
         try:
             if plan.frequency_hz is not None or plan.ambient_c is not None:
@@ -164,6 +176,7 @@ class ScenarioRun:
             raise ScenarioError(self.error) from None
         finally:
             self.recorder.active = False
+            self._attached = False
             self.target.remove_sink(self)
             self.target.remove_comm_listener(self.recorder.on_comm_event)
             fleet.remove_dispatch_listener(self.recorder.on_dispatch)
