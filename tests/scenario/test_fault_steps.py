@@ -1,8 +1,8 @@
 """Fault steps through the FaultPort seam (DESIGN §11 is another room): validation before the
 run, the §11 body handed over, ids mapped for clear_fault, fault events in the scorecard.
 
-The fault layer here is a minimal one over the real fleet (kind ``trip`` only): enough to
-exercise the runner's side of the seam until the real one is merged."""
+The fault layer here records what the runner hands it and trips the real fleet: the runner's
+side of the seam seen in isolation (the real layer end to end: test_examples.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-import bess_sim.scenario.runner as runner_module
 from bess_sim.runtime import Runtime
 from bess_sim.scenario import ScenarioError, build_plan, parse_scenario
 from bess_sim.scenario.plan import check_fault_steps
@@ -25,10 +24,6 @@ class TripFaults(RuntimeTarget):
         super().__init__(rt)
         self.added: list[Mapping[str, Any]] = []
         self.ended: list[str] = []
-
-    @property
-    def faults_available(self) -> bool:
-        return True
 
     def add_fault(self, spec: Mapping[str, Any]) -> str:
         self.added.append(spec)
@@ -58,8 +53,6 @@ FILE = {
 
 def test_fault_steps_are_checked_before_the_run(runtime: Runtime) -> None:
     plan = build_plan(parse_scenario(FILE, "f.yaml"), runtime.fleet.specs, "f.yaml")
-    with pytest.raises(ScenarioError, match=r"f.yaml: step 0 \(at 5\): fault: fault injection"):
-        check_fault_steps(plan, "f.yaml", None)
     check_fault_steps(plan, "f.yaml", check)
     bad = {**FILE, "steps": [{"at": 1, "fault": {"kind": "melt", "asset": "BESS-1"}}]}
     plan = build_plan(parse_scenario(bad, "f.yaml"), runtime.fleet.specs, "f.yaml")
@@ -67,18 +60,9 @@ def test_fault_steps_are_checked_before_the_run(runtime: Runtime) -> None:
         check_fault_steps(plan, "f.yaml", check)
 
 
-async def test_fault_steps_reach_the_fault_layer(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_fault_steps_reach_the_fault_layer(runtime: Runtime) -> None:
     plan = build_plan(parse_scenario(FILE, "f.yaml"), runtime.fleet.specs, "f.yaml")
     target = TripFaults(runtime)
-    run = ScenarioRun(plan, target, source="f.yaml")
-    # Without a fault layer the runner refuses before anything happens.
-    monkeypatch.setattr(runner_module, "FAULT_CHECKER", None)
-    with pytest.raises(ScenarioError, match="fault injection is not available"):
-        await run.run()
-    assert target.added == [] and runtime.fleet.sim_time_s == 0
-    monkeypatch.setattr(runner_module, "FAULT_CHECKER", check)  # what the merge wires in
     run = ScenarioRun(plan, target, source="f.yaml")
     assert await run.run() == "passed", run.status()
     assert target.added == [{"kind": "trip", "params": {}, "asset_id": ASSET_1, "duration_s": 20}]

@@ -7,11 +7,9 @@ a simulator: :mod:`.runner`, :mod:`.host` (one at a time, live), :mod:`.report` 
 
 from .model import ScenarioError, ScenarioFile, parse_scenario, parse_text
 from .plan import Plan, build_plan
-from .target import FAULTS_UNAVAILABLE, FaultsUnavailableError, RuntimeTarget, ScenarioTarget
+from .target import RuntimeTarget, ScenarioTarget
 
 __all__ = [
-    "FAULTS_UNAVAILABLE",
-    "FaultsUnavailableError",
     "Plan",
     "RuntimeTarget",
     "ScenarioError",

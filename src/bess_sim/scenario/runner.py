@@ -20,7 +20,7 @@ from .expect import Evaluator
 from .model import ScenarioError
 from .plan import Plan, PlannedStep, check_fault_steps
 from .scorecard import Event, ScorecardRecorder
-from .target import FAULT_CHECKER, FaultsUnavailableError, ScenarioTarget
+from .target import FAULT_CHECKER, ScenarioTarget
 
 log = logging.getLogger("bess_sim.scenario")
 
@@ -165,7 +165,7 @@ class ScenarioRun:
             self._report_verdicts(self.results)  # those never evaluated
             failed = any(r["status"] == "failed" for r in self.results)
             self.state = "stopped" if self._stop else "failed" if failed else "passed"
-        except (ScenarioError, FaultsUnavailableError, UnknownAssetError) as exc:
+        except (ScenarioError, UnknownAssetError) as exc:
             self.state = "error"
             self.error = (
                 str(exc)
@@ -248,7 +248,7 @@ class ScenarioRun:
                 body = a["body"]
                 try:
                     fid = self.target.add_fault(body)
-                except (FaultsUnavailableError, ValueError) as exc:
+                except (ValueError, KeyError) as exc:
                     raise ScenarioError(
                         f"{self.source}: step {step.index} (at {step.at_s:g}): fault: {exc}"
                     ) from None
@@ -266,7 +266,7 @@ class ScenarioRun:
                 fid = self._fault_ids.get(a["label"], a["label"])
                 try:
                     self.target.end_fault(fid)
-                except (FaultsUnavailableError, ValueError, KeyError) as exc:
+                except (ValueError, KeyError) as exc:
                     raise ScenarioError(
                         f"{self.source}: step {step.index} (at {step.at_s:g}): clear_fault: {exc}"
                     ) from None

@@ -1,8 +1,8 @@
 """What the scenario runner needs from a simulator, and the adapter over ``Runtime``.
 
 Fault steps go through :class:`FaultPort` (``add_fault`` / ``end_fault``), the seam to the
-§11 fault layer: the adapter here has no fault layer to call and says so (a scenario with
-fault steps is refused before it starts, exit 2 naming the step).
+§11 fault layer; their bodies are validated with the fault layer's own request model before a
+run starts (exit 2 / 422 naming the step and field).
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from ..sim.model import TelemetrySink
 #: ``cb(asset_id | None, port, kind)``; kind ∈ exception, dropped, late, refused, offline.
 CommListener = Callable[[str | None, int, str], None]
 
-FAULTS_UNAVAILABLE = "fault injection is not available in this build"
-
 
 def _check_fault(body: Mapping[str, Any]) -> None:
     """Validate a §11 ``POST /faults`` body with the fault layer's own model (one rule set),
@@ -35,19 +33,11 @@ def _check_fault(body: Mapping[str, Any]) -> None:
 
 
 #: ``check(body)`` validates a §11 ``POST /faults`` body without a simulator, raising
-#: ValueError naming the field (None would mean a build without the fault layer: every fault
-#: step refused before a run starts).
-FAULT_CHECKER: Callable[[Mapping[str, Any]], None] | None = _check_fault
-
-
-class FaultsUnavailableError(Exception):
-    """The simulator has no fault layer (DESIGN §11)."""
+#: ValueError naming the field.
+FAULT_CHECKER: Callable[[Mapping[str, Any]], None] = _check_fault
 
 
 class FaultPort(Protocol):
-    @property
-    def faults_available(self) -> bool: ...
-
     def add_fault(self, spec: Mapping[str, Any]) -> str:
         """Start a fault; ``spec`` is the §11 ``POST /faults`` body. Returns the fault id."""
         ...
@@ -148,10 +138,6 @@ class RuntimeTarget:
             listeners.remove(cb)
 
     # -------------------------------------------------------------- faults (§11 seam)
-    @property
-    def faults_available(self) -> bool:
-        return FAULT_CHECKER is not None
-
     def add_fault(self, spec: Mapping[str, Any]) -> str:
         return str(self._rt.faults.add(FaultRequest.model_validate(dict(spec))).id)
 
