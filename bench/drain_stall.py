@@ -42,7 +42,7 @@ async def _one(
 ) -> dict[str, Any]:
     from bess_sim.metrics import Metrics
     from bess_sim.sim import Fleet
-    from bess_sim.storage.service import Storage, StorageConfig
+    from bess_sim.storage import Storage, StorageConfig
 
     fleet = Fleet(fleet_config(n_assets, layout="gateway"), START)
     cfg = StorageConfig(

@@ -96,8 +96,7 @@ def _runtime(n: int) -> Any:
 async def _throughput(url: str, n_assets: int, ticks: int, rounds: int) -> dict[str, Any]:
     import asyncpg
 
-    from bess_sim.storage import rows, schema
-    from bess_sim.storage.service import Storage, StorageConfig
+    from bess_sim.storage import Storage, StorageConfig, rows, schema
 
     rt = _runtime(n_assets)
     runs: list[dict[str, float]] = []
@@ -175,7 +174,7 @@ async def _ticking(url: str, n_assets: int, seconds: float) -> dict[str, Any]:
     from bess_sim.clock import RealTimeClock
     from bess_sim.metrics import Metrics
     from bess_sim.modbus.server import ModbusService
-    from bess_sim.storage.service import Storage, StorageConfig
+    from bess_sim.storage import Storage, StorageConfig
 
     rt = _runtime(n_assets)
     svc = ModbusService(rt.fleet, rt.register_map, "127.0.0.1", Metrics())

@@ -1,5 +1,6 @@
 """PostgreSQL/TimescaleDB persistence (DESIGN §7). asyncpg is imported only by ``db.py``."""
 
-from .service import Storage, StorageConfig, describe_url
+from .config import StorageConfig, describe_url
+from .service import Storage
 
 __all__ = ["Storage", "StorageConfig", "describe_url"]

@@ -23,17 +23,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
-from urllib.parse import urlsplit
 
 from ..metrics import Metrics
 from ..sim import AssetSpec, DispatchRecord, Fleet, HistoryQuery, Site, Snapshot
 from . import rows
+from .config import StorageConfig, StorageUnavailableError, describe_url, error_text
 from .db import Database, Mode, PruneCounts, Row
 from .prune import prune_until_done
-from .restore import plan_restore
+from .resume import restore_from
 from .writer import DispatchQueue, RateLimitedLog, TelemetryBuffer
 
 log = logging.getLogger("bess_sim.storage")
@@ -41,56 +40,8 @@ log = logging.getLogger("bess_sim.storage")
 DbStatus = Literal["ok", "down"]
 
 
-@dataclass(frozen=True, slots=True)
-class StorageConfig:
-    url: str
-    reset: bool = False
-    buffer_rows: int = 1_000_000
-    # The whole start-up step (connect, schema, reconcile, restore); past it: start fresh,
-    # serve, and keep trying in the background.
-    startup_timeout_s: float = 5.0
-    connect_timeout_s: float = 5.0
-    command_timeout_s: float = 30.0  # a half-open connection fails after this, then retried
-    # Rows per write transaction, fed to COPY in slices of slice_rows with a yield to the loop
-    # between slices (bench/drain_stall.py: one 50 000-row COPY held the loop ~190 ms p99).
-    batch_rows: int = 20_000
-    slice_rows: int = 2_000
-    retry_initial_s: float = 0.5
-    retry_max_s: float = 10.0
-    idle_ping_s: float = 5.0  # keeps /health truthful when nothing is being written
-    # /health says db down once a row (or dispatch record, or ping) has waited this long with
-    # no write acknowledged: a server that accepts and never answers shows within seconds,
-    # not after the 30 s command timeout.
-    stale_after_s: float = 5.0
-    drain_timeout_s: float = 5.0  # clean shutdown: the whole storage exit, writing included
-    history_timeout_s: float = 1.5  # past it, history answers from memory
-    prune_retry_initial_s: float = 5.0
-    prune_retry_max_s: float = 600.0
-    recent_dispatches: int = 10_000  # dispatch records reloaded into memory on restore
-
-
 #: Part of ``drain_timeout_s`` kept for stopping the writer and closing connections.
 _CLOSE_RESERVE_S = 0.5
-
-
-class StorageUnavailableError(Exception):
-    """A registration cannot be stored: the database is down (the API answers 503)."""
-
-
-def describe_url(url: str) -> str:
-    """``host:port/dbname`` for logs — never the user or password."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "localhost"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<unparsable DATABASE_URL>"
-    return f"{host}{port}{parts.path or '/'}"
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class Storage:
@@ -199,7 +150,9 @@ class Storage:
                 f"within {self.config.history_timeout_s:g} s)",
             )
         except Exception as exc:
-            log.warning("database: history query failed (%s); answering from memory", _reason(exc))
+            log.warning(
+                "database: history query failed (%s); answering from memory", error_text(exc)
+            )
         return self._memory(q)
 
     def _memory(self, q: HistoryQuery) -> list[Snapshot]:
@@ -255,7 +208,7 @@ class Storage:
         except StorageUnavailableError:
             raise
         except Exception as exc:
-            raise StorageUnavailableError(f"database: {_reason(exc)}") from None
+            raise StorageUnavailableError(f"database: {error_text(exc)}") from None
 
     async def save_asset(self, spec: AssetSpec, spec_json: str) -> None:
         try:
@@ -263,7 +216,7 @@ class Storage:
         except StorageUnavailableError:
             raise
         except Exception as exc:
-            raise StorageUnavailableError(f"database: {_reason(exc)}") from None
+            raise StorageUnavailableError(f"database: {error_text(exc)}") from None
 
     async def delete_asset(self, asset_id: str) -> PruneCounts:
         """Delete the asset's rows (telemetry, dispatches, the asset) after writing what is
@@ -279,7 +232,7 @@ class Storage:
         try:
             return await db.delete_asset(asset_id, self.mode or "postgresql")
         except Exception as exc:
-            raise StorageUnavailableError(f"database: {_reason(exc)}") from None
+            raise StorageUnavailableError(f"database: {error_text(exc)}") from None
 
     async def delete_site(self, site_id: str) -> None:
         try:
@@ -287,7 +240,7 @@ class Storage:
         except StorageUnavailableError:
             raise
         except Exception as exc:
-            raise StorageUnavailableError(f"database: {_reason(exc)}") from None
+            raise StorageUnavailableError(f"database: {error_text(exc)}") from None
 
     def database(self) -> Database:
         """The database when it is usable now (else StorageUnavailableError)."""
@@ -308,7 +261,7 @@ class Storage:
             reason = (
                 f"start-up step not done within {cfg.startup_timeout_s:g} s"
                 if isinstance(exc, TimeoutError)
-                else _reason(exc)
+                else error_text(exc)
             )
             self._set_status("down", exc)
             log.warning(
@@ -390,7 +343,9 @@ class Storage:
                 # Registered assets join the fleet before the restore, so their state comes
                 # back like that of the file's assets (DESIGN §14).
                 self._on_registered(*await db.registered())
-            tripped = await self._restore(db)
+            self.restored, tripped = await restore_from(
+                db, self.fleet, self.config.recent_dispatches
+            )
         self._ready = True
         idle = self._prune_task is None or self._prune_task.done()
         if (done.stale_assets or done.sites_removed) and idle:
@@ -417,46 +372,6 @@ class Storage:
         done, _ = await asyncio.wait({task}, timeout=timeout_s)
         return bool(done)
 
-    async def _restore(self, db: Database) -> list[str]:
-        fleet = self.fleet
-        ids = [a.id for a in fleet.specs]
-        latest = {str(r["asset_id"]): r for r in await db.latest_telemetry(ids)}
-        in_effect = [rows.dispatch_record(r) for r in await db.dispatches_in_effect(ids)]
-        recent = [rows.dispatch_record(r) for r in await db.recent_dispatches(
-            self.config.recent_dispatches
-        )]  # fmt: skip
-        plan = plan_restore(fleet.start_time, ids, latest, in_effect)
-        await db.end_dispatches(
-            (r.id, r.status.value, r.ended_at) for r in plan.ended if r.ended_at is not None
-        )
-        # From here on only in-memory changes: nothing below can fail half-way.
-        ended = {r.id: r for r in plan.ended}
-        fleet.load_records(ended.get(r.id, r) for r in recent)
-        if plan.resume_at is not None:
-            fleet.resume_at(plan.resume_at)
-        for a in plan.assets:
-            soc = a.soc_mwhr if a.soc_mwhr is not None else fleet.snapshot(a.asset_id).soc_mwhr
-            fleet.restore(
-                a.asset_id,
-                soc_mwhr=soc,
-                current_mw=a.current_mw,
-                active=a.active,
-                remaining_s=a.remaining_s,
-            )
-        self.restored = bool(plan.assets)
-        if plan.resume_at is not None:
-            log.info(
-                "database: restored %d assets from their latest telemetry (%d dispatches "
-                "re-applied, %d closed); simulated time resumes at %s",
-                len(plan.assets),
-                sum(a.active is not None for a in plan.assets),
-                len(plan.ended),
-                fleet.start_time.isoformat(),
-            )
-        else:
-            log.info("database: no telemetry persisted yet; fresh start")
-        return [a.asset_id for a in plan.assets if a.tripped]
-
     def _set_status(self, status: DbStatus, exc: BaseException | None = None) -> None:
         previous = self._status
         now = time.monotonic()
@@ -468,7 +383,7 @@ class Storage:
                     log.warning(
                         "database: %s unavailable (%s); buffering telemetry (%d rows, bound %d)",
                         self.where,
-                        _reason(exc) if exc else "?",
+                        error_text(exc) if exc else "?",
                         len(self._buffer),
                         self._buffer.max_rows,
                     )
@@ -477,7 +392,7 @@ class Storage:
                 log.warning(
                     "database: still unavailable after %.0f s (%s); %d rows buffered, %d dropped",
                     now - (self._down_since or now),
-                    _reason(exc) if exc else "?",
+                    error_text(exc) if exc else "?",
                     len(self._buffer),
                     self._buffer.dropped_total,
                 )
