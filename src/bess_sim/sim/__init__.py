@@ -1,4 +1,4 @@
-"""Pure simulation core: stdlib only, no clock, no asyncio, no I/O (DESIGN §8)."""
+"""Pure simulation core: stdlib and numpy only, no clock, no asyncio, no I/O (DESIGN §8)."""
 
 from .dispatch import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus
 from .fleet import AssetControl, Fleet, UnknownAssetError

@@ -11,31 +11,21 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from . import physics
+from .batch import BatchStepper
+from .cell import AssetCell, AssetControl, snapshot_of
 from .device_fault import DeviceFault, faulted_limits
 from .dispatch import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, validate
-from .model import Alarm, AssetSpec, FleetConfig, Site, Snapshot, Status
+from .model import Alarm, AssetSpec, FleetConfig, Site, Snapshot
 from .models import AssetModel, GridState
-from .models.thermal import derate_factor
+
+__all__ = ["DEFAULT_GRID_HZ", "AssetControl", "DispatchListener", "Fleet", "UnknownAssetError"]
 
 # Events closer than this to the end of a sub-step fire in it (float rounding of sim time).
 _EVENT_EPS_S = 1e-9
-# Status thresholds (DESIGN §3.5).
-_STATUS_DEADBAND_MW = 0.1
-# Plain ints in snapshots (see Snapshot: GC-untrackable).
-_IDLE, _CHARGING, _DISCHARGING, _FAULT = (
-    int(Status.IDLE),
-    int(Status.CHARGING),
-    int(Status.DISCHARGING),
-    int(Status.FAULT),
-)
-_SOC_LOW = int(Alarm.SOC_LOW)
-_SOC_HIGH = int(Alarm.SOC_HIGH)
-_DERATED = int(Alarm.DERATED)
-_SOC_EPS = physics.SOC_EPS_MWH
 #: Grid frequency before any ``set_grid`` when no asset names a nominal (Hz).
 DEFAULT_GRID_HZ = 50.0
 
@@ -50,85 +40,6 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
-class _Asset:
-    """Mutable per-asset cell of the fleet; everything it holds is an immutable value."""
-
-    __slots__ = (
-        "active",
-        "active_end_s",
-        "current_mvar",
-        "current_mw",
-        "fault",
-        "heartbeat",
-        "heartbeat_changed_s",
-        "latched",
-        "lim",
-        "model",
-        "setpoint_mvar",
-        "setpoint_mw",
-        "snapshot",
-        "soc_mwhr",
-        "spec",
-        "temperature_c",
-        "tripped",
-        "watchdog_timeout_s",
-    )
-
-    def __init__(self, spec: AssetSpec) -> None:
-        self.spec = spec
-        self.lim = physics.Limits.of(spec)
-        # The physical state lives here as two floats (not a PhysicalState) because the tick
-        # rewrites it for every asset; see physics.integrate.
-        self.soc_mwhr = spec.capacity_mwhr * spec.initial_soc_pct / 100.0
-        self.current_mw = 0.0
-        self.setpoint_mw = 0.0
-        self.tripped = False
-        self.latched = Alarm(0)  # watchdog / trip: stay set until cleared by a command
-        self.active: DispatchRecord | None = None
-        self.active_end_s: float | None = None
-        self.watchdog_timeout_s = spec.watchdog_timeout_s
-        self.heartbeat = 0
-        self.heartbeat_changed_s = 0.0
-        self.snapshot: Snapshot | None = None
-        # DESIGN §10 state (stays 0 / None for an asset without the v2 fields).
-        self.model = None if spec.model is None else AssetModel(spec, spec.model)
-        self.current_mvar = 0.0
-        self.setpoint_mvar = 0.0
-        self.temperature_c = None if self.model is None else self.model.initial_temperature_c()
-        self.fault: DeviceFault | None = None  # DESIGN §11 device faults in effect
-
-    def apply_fault(self, fault: DeviceFault | None) -> None:
-        """Fold the device faults into the constants the tick reads (sim/device_fault.py)."""
-        spec = self.spec
-        self.fault = fault
-        self.lim = faulted_limits(spec, fault)
-        if spec.model is not None:
-            self.model = AssetModel(spec, spec.model, fault)
-        if fault is not None and fault.derated:
-            self.latched |= Alarm.DERATED
-        else:
-            self.latched &= ~Alarm.DERATED
-
-    def watchdog_deadline_s(self) -> float | None:
-        active = self.active
-        if active is None or active.source is not DispatchSource.MODBUS:
-            return None
-        if self.watchdog_timeout_s <= 0.0:
-            return None
-        return self.heartbeat_changed_s + self.watchdog_timeout_s
-
-
-@dataclass(frozen=True, slots=True)
-class AssetControl:
-    """Command-side state of an asset, for the Modbus holding-register echo."""
-
-    setpoint_mw: float
-    heartbeat: int
-    watchdog_timeout_s: float
-    tripped: bool
-    setpoint_mvar: float = 0.0
-
-
 class Fleet:
     """All assets of one simulator and their dispatches."""
 
@@ -139,14 +50,17 @@ class Fleet:
         *,
         dispatch_log_size: int = 100_000,
         id_factory: Callable[[], str] = _new_id,
+        batch_min_assets: int = 1,
     ) -> None:
+        """``batch_min_assets``: the fewest §10 assets for which the columnar step is used
+        (a very large number turns it off: the per-asset path is the reference)."""
         if start_time.tzinfo is None:
             raise ValueError("start_time must be timezone-aware (UTC)")
         self.config = config
         self.start_time = start_time.astimezone(UTC)
         self.sim_time_s = 0.0
         self.tick_count = 0
-        self._assets: dict[str, _Asset] = {a.id: _Asset(a) for a in config.assets}
+        self._assets: dict[str, AssetCell] = {a.id: AssetCell(a) for a in config.assets}
         self._sites: dict[str, Site] = {s.id: s for s in config.sites}
         self._retired: dict[str, AssetSpec] = {}
         self._log: OrderedDict[str, DispatchRecord] = OrderedDict()
@@ -162,6 +76,7 @@ class Fleet:
             DEFAULT_GRID_HZ,
         )
         self.grid = GridState(nominal)
+        self._batch = BatchStepper(batch_min_assets)
         now = self.now
         for cell in self._assets.values():
             cell.snapshot = self._snapshot(cell, now)
@@ -374,7 +289,7 @@ class Fleet:
         """A new asset at its initial state; it ticks from the next tick."""
         if spec.id in self._assets or spec.site_id not in self._sites:
             raise ValueError(f"asset {spec.id} exists or site {spec.site_id} is unknown")
-        cell = _Asset(spec)
+        cell = AssetCell(spec)
         cell.heartbeat_changed_s = self.sim_time_s
         cell.snapshot = self._snapshot(cell, self.now)
         self._assets[spec.id] = cell
@@ -428,30 +343,39 @@ class Fleet:
         integrate = physics.integrate
         target_for = physics.target_for
         snapshot = self._snapshot
+        # §10 assets with no event in this tick are stepped together on numpy columns
+        # (sim/batch.py, sim/columnar.py); the rest below, one by one.
+        batch = self._batch.step(self._assets.values(), t0, t1, self.grid, end_time)
         for cell in self._assets.values():
             if cell.model is not None:
-                self._advance_asset(cell, t0, t1)
-            elif cell.active is None or (
-                cell.active_end_s is None and cell.watchdog_deadline_s() is None
-            ):
-                # Fast path (no lifecycle event can fall inside the tick): one integration,
-                # none at all for an idle asset (0 MW, setpoint 0: nothing moves).
-                mw = cell.current_mw
-                if mw != 0.0 or cell.setpoint_mw != 0.0:
-                    lim = cell.lim
-                    soc = cell.soc_mwhr
-                    target = target_for(lim, soc, cell.setpoint_mw, cell.tripped, mw)
-                    cell.soc_mwhr, cell.current_mw, _, _, _ = integrate(lim, soc, mw, target, dt_s)
+                snap = batch.pop(cell, None) if batch else None
+                if snap is None:
+                    self._advance_asset(cell, t0, t1)
+                    snap = snapshot(cell, end_time, t1)
             else:
-                self._advance_asset(cell, t0, t1)
-            snap = snapshot(cell, end_time, t1)
+                if cell.active is None or (
+                    cell.active_end_s is None and cell.watchdog_deadline_s() is None
+                ):
+                    # Fast path (no lifecycle event can fall inside the tick): one integration,
+                    # none at all for an idle asset (0 MW, setpoint 0: nothing moves).
+                    mw = cell.current_mw
+                    if mw != 0.0 or cell.setpoint_mw != 0.0:
+                        lim = cell.lim
+                        soc = cell.soc_mwhr
+                        target = target_for(lim, soc, cell.setpoint_mw, cell.tripped, mw)
+                        cell.soc_mwhr, cell.current_mw, _, _, _ = integrate(
+                            lim, soc, mw, target, dt_s
+                        )
+                else:
+                    self._advance_asset(cell, t0, t1)
+                snap = snapshot(cell, end_time, t1)
             cell.snapshot = snap
             append(snap)
         self.sim_time_s = t1
         self.tick_count += 1
         return out
 
-    def _advance_asset(self, cell: _Asset, t0: float, t1: float) -> None:
+    def _advance_asset(self, cell: AssetCell, t0: float, t1: float) -> None:
         """Advance one asset, splitting the tick where its dispatch ends or its watchdog
         expires so each event happens at its exact simulated instant."""
         lim = cell.lim
@@ -487,7 +411,7 @@ class Fleet:
             if t >= t1:
                 return
 
-    def _step_model(self, cell: _Asset, model: AssetModel, dt_s: float, end_s: float) -> None:
+    def _step_model(self, cell: AssetCell, model: AssetModel, dt_s: float, end_s: float) -> None:
         """One DESIGN §10 step; an over-temperature trip ends the dispatch in effect."""
         r = model.step(
             cell.soc_mwhr,
@@ -523,76 +447,20 @@ class Fleet:
         )
 
     # ----------------------------------------------------------------- helpers
-    def _cell(self, asset_id: str) -> _Asset:
+    def _cell(self, asset_id: str) -> AssetCell:
         try:
             return self._assets[asset_id]
         except KeyError:
             raise UnknownAssetError(asset_id) from None
 
-    def _snapshot(self, cell: _Asset, ts: datetime, sim_s: float | None = None) -> Snapshot:
-        spec = cell.spec
-        lim = cell.lim
-        soc = cell.soc_mwhr
-        mw = cell.current_mw
-        bits = int(cell.latched)
-        if soc <= lim.soc_min_mwhr + physics.SOC_EPS_MWH:
-            bits |= _SOC_LOW
-        if soc >= lim.soc_max_mwhr - physics.SOC_EPS_MWH:
-            bits |= _SOC_HIGH
-        if cell.tripped:
-            status = _FAULT
-        elif mw > _STATUS_DEADBAND_MW:
-            status = _DISCHARGING
-        elif mw < -_STATUS_DEADBAND_MW:
-            status = _CHARGING
-        else:
-            status = _IDLE
-        capacity = spec.capacity_mwhr
-        model = cell.model
-        if model is None:
-            # §3 asset: rated limits, 0 in a direction blocked by an SOC bound or a trip.
-            blocked = cell.tripped
-            avail_dis = (
-                0.0
-                if blocked or (mw >= 0.0 and soc <= lim.soc_min_mwhr + _SOC_EPS)
-                else lim.max_mw  # rated, or derated by a fault (sim/device_fault.py)
-            )
-            avail_chg = (
-                0.0
-                if blocked or (mw <= 0.0 and soc >= lim.soc_max_mwhr - _SOC_EPS)
-                else lim.min_mw + 0.0
-            )
-        else:
-            avail_dis, avail_chg = model.available(
-                soc, cell.temperature_c, cell.tripped, mw, cell.current_mvar
-            )
-            if not cell.tripped and derate_factor(model.params.thermal, cell.temperature_c) < 1.0:
-                bits |= _DERATED
-        # Positional: this runs for every asset on every tick (field order of Snapshot).
-        return Snapshot(
-            spec.id,
-            spec.site_id,
-            ts,
-            self.sim_time_s if sim_s is None else sim_s,
-            soc,
-            soc / capacity * 100.0,
-            capacity,
-            mw,
-            cell.setpoint_mw,
-            spec.max_mw,
-            spec.min_mw,
-            status,
-            bits,
-            cell.heartbeat,
-            cell.current_mvar,
-            cell.setpoint_mvar,
-            avail_dis,
-            avail_chg,
-            cell.temperature_c,
-            self.grid.frequency_hz,
+    def _snapshot(self, cell: AssetCell, ts: datetime, sim_s: float | None = None) -> Snapshot:
+        return snapshot_of(
+            cell, ts, self.sim_time_s if sim_s is None else sim_s, self.grid.frequency_hz
         )
 
-    def _end_active(self, cell: _Asset, status: DispatchStatus, at_s: float | None = None) -> None:
+    def _end_active(
+        self, cell: AssetCell, status: DispatchStatus, at_s: float | None = None
+    ) -> None:
         active = cell.active
         if active is None:
             return
