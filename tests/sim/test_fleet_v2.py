@@ -79,3 +79,29 @@ def test_mvar_dispatch_validated_and_kept() -> None:
     snap = f.advance(5.0)[1]
     assert (snap.setpoint_mvar, snap.current_mvar) == (-2.0, -2.0)
     assert f.control(V2).setpoint_mvar == -2.0
+
+
+def test_replace_asset_rebuilds_the_v2_model() -> None:
+    """PUT /assets with new §10 fields takes effect: the model is built from the new spec."""
+    from dataclasses import replace
+
+    from bess_sim.config import parse_asset
+
+    f = fleet()
+    old = f.spec(V2)
+    thermal = {"ambient_c": 30, "initial_c": 30, "heat_capacity_mj_per_k": 1,
+               "resistance_k_per_mw": 10, "derate_start_c": 40, "derate_end_c": 50,
+               "trip_c": 60}  # fmt: skip
+    raw = {"id": V2, "site_id": SITE, "name": "V", "capacity_mwhr": 10, "max_mw": 5,
+           "min_mw": -5, "ramp_rate_mw_per_min": 60, "efficiency": 0.9,
+           "thermal": thermal, "reactive": {"s_max_mva": 6}}  # fmt: skip
+    new = parse_asset(raw, "api", 1, {SITE})
+    snap = f.replace_asset(replace(new, modbus=old.modbus))
+    assert snap.temperature_c == 30.0
+    f.dispatch(DispatchRequest(V2, 0.0, mvar=2.0))
+    f.advance(10.0)
+    assert f.snapshot(V2).current_mvar == pytest.approx(2.0)
+    back = f.replace_asset(old)  # the §10 fields removed again
+    assert back.temperature_c is None and back.current_mvar == 0.0
+    f.advance(1.0)
+    assert f.snapshot(V2).current_mvar == 0.0 and f.snapshot(V2).temperature_c is None

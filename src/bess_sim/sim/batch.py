@@ -81,18 +81,22 @@ class BatchStepper:
         eligible = np.fromiter((_no_event(c, limit_s) for c in group), np.bool_, n)
         if not eligible.any():
             return {}
-        state = {
-            "soc": np.fromiter((c.soc_mwhr for c in group), np.float64, n),
-            "mw": np.fromiter((c.current_mw for c in group), np.float64, n),
-            "mvar": np.fromiter((c.current_mvar for c in group), np.float64, n),
-            "temp": np.fromiter(
-                (_NAN if c.temperature_c is None else c.temperature_c for c in group),
-                np.float64,
-                n,
-            ),
-            "sp_mw": np.fromiter((c.setpoint_mw for c in group), np.float64, n),
-            "sp_mvar": np.fromiter((c.setpoint_mvar for c in group), np.float64, n),
-        }
+        # One pass over the cells (six generator passes cost ~3x more at 10,000 assets).
+        rows = np.array(
+            [
+                (
+                    c.soc_mwhr,
+                    c.current_mw,
+                    c.current_mvar,
+                    _NAN if c.temperature_c is None else c.temperature_c,
+                    c.setpoint_mw,
+                    c.setpoint_mvar,
+                )
+                for c in group
+            ],
+            np.float64,
+        ).T
+        state = dict(zip(("soc", "mw", "mvar", "temp", "sp_mw", "sp_mvar"), rows, strict=True))
         r = step(
             cols,
             state,
@@ -105,41 +109,54 @@ class BatchStepper:
         )
         out: dict[AssetCell, Snapshot] = {}
         freq = grid.frequency_hz
-        for i, cell in enumerate(group):
-            if not r.ok[i]:
+        new_tuple = tuple.__new__
+        for cell, ok, soc, mw, mvar, temp, soc_pct, status, extra, a_dis, a_chg in zip(
+            group,
+            r.ok,
+            r.soc_mwhr,
+            r.current_mw,
+            r.current_mvar,
+            r.temperature_c,
+            r.soc_pct,
+            r.status,
+            r.extra_alarms,
+            r.available_discharge_mw,
+            r.available_charge_mw,
+            strict=True,
+        ):
+            if not ok:
                 continue
             spec = cell.spec
-            soc = r.soc_mwhr[i]
-            mw = r.current_mw[i]
-            mvar = r.current_mvar[i]
             cell.soc_mwhr = soc
             cell.current_mw = mw
             cell.current_mvar = mvar
-            temp = cell.temperature_c
-            if temp is not None:
-                temp = cell.temperature_c = r.temperature_c[i]
-            # Field order of Snapshot, as the fleet's snapshot_of builds it.
-            out[cell] = Snapshot(
+            if cell.temperature_c is None:
+                temp = None  # no thermal model: NaN inside the columns, None outside
+            else:
+                cell.temperature_c = temp
+            # Field order of Snapshot, as the fleet's snapshot_of builds it; tuple.__new__
+            # skips the NamedTuple's generated __new__ frame (~0.5 µs × 10,000 per tick).
+            out[cell] = new_tuple(Snapshot, (
                 spec.id,
                 spec.site_id,
                 end_time,
                 t1,
                 soc,
-                r.soc_pct[i],
+                soc_pct,
                 spec.capacity_mwhr,
                 mw,
                 cell.setpoint_mw,
                 spec.max_mw,
                 spec.min_mw,
-                r.status[i],
-                int(cell.latched) | r.extra_alarms[i],
+                status,
+                int(cell.latched) | extra,
                 cell.heartbeat,
                 mvar,
                 cell.setpoint_mvar,
-                r.available_discharge_mw[i],
-                r.available_charge_mw[i],
+                a_dis,
+                a_chg,
                 temp,
                 freq,
-            )
+            ))  # fmt: skip
         self.batched = len(out)
         return out

@@ -79,8 +79,7 @@ class AssetCell:
         spec = self.spec
         self.fault = fault
         self.lim = faulted_limits(spec, fault)
-        if spec.model is not None:
-            self.model = AssetModel(spec, spec.model, fault)
+        self.model = None if spec.model is None else AssetModel(spec, spec.model, fault)
         if fault is not None and fault.derated:
             self.latched |= Alarm.DERATED
         else:

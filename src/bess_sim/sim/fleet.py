@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from . import physics
 from .batch import BatchStepper
 from .cell import AssetCell, AssetControl, snapshot_of
-from .device_fault import DeviceFault, faulted_limits
+from .device_fault import DeviceFault
 from .dispatch import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, validate
 from .model import Alarm, AssetSpec, FleetConfig, Site, Snapshot
 from .models import AssetModel, GridState
@@ -302,7 +302,14 @@ class Fleet:
         new limits; a dispatch in effect outside the new [min_mw, max_mw] is interrupted."""
         cell = self._cell(spec.id)
         cell.spec = spec
-        cell.lim = faulted_limits(spec, cell.fault)
+        cell.apply_fault(cell.fault)  # limits and the §10 model of the new spec
+        model = cell.model
+        if model is None or model.params.thermal is None:
+            cell.temperature_c = None
+        elif cell.temperature_c is None:  # thermal model newly added: starts at initial_c
+            cell.temperature_c = model.initial_temperature_c()
+        if model is None or model.params.reactive is None:
+            cell.current_mvar = cell.setpoint_mvar = 0.0
         cell.soc_mwhr = min(max(cell.soc_mwhr, spec.soc_min_mwhr), spec.soc_max_mwhr)
         cell.current_mw = min(max(cell.current_mw, spec.min_mw), spec.max_mw)
         active = cell.active
