@@ -191,3 +191,35 @@ async def test_dispatch_records_written_on_creation_and_every_change(
             return (await statuses()) == want
 
         await eventually(all_written, what="every status change to be written")
+
+
+async def test_restore_keeps_temperature_q_and_an_over_temperature_trip(
+    db_url: str, config: FleetConfig
+) -> None:
+    """DESIGN §10 state survives a restart: a hot battery stays hot (and derated), Q stays
+    where it was, an over-temperature trip stays one (alarm latched until reset)."""
+    from bess_sim.sim.models import ModelParams, ReactiveParams, ThermalParams
+
+    # 1 MW of loss at 20 MW (η 0.95) heats the node toward 25 + 20 × 1.05 = 46 °C > trip_c.
+    thermal = ThermalParams(25.0, 25.0, 0.2, 20.0, 40.0, 80.0, 45.0)
+    model = ModelParams(thermal=thermal, reactive=ReactiveParams(60.0, -10.0, 10.0, "p"))
+    hot = dataclasses.replace(config.assets[0], model=model)
+    v2 = dataclasses.replace(config, assets=(hot, *config.assets[1:]))
+    fleet = new_fleet(v2)
+    async with make_storage(db_url, fleet) as storage:
+        fleet.dispatch(DispatchRequest(ASSET_1, 20.0, mvar=5.0))
+        for _ in range(600):
+            tick(fleet, storage, 1)
+            if fleet.snapshot(ASSET_1).status_label == "fault":
+                break
+        before = fleet.snapshot(ASSET_1)
+        assert "over_temperature" in before.alarm_names, before
+        assert await storage.flush(30)
+    fleet2 = new_fleet(v2)
+    async with make_storage(db_url, fleet2):
+        after = fleet2.snapshot(ASSET_1)
+        assert after.temperature_c == pytest.approx(before.temperature_c)
+        assert after.current_mvar == pytest.approx(before.current_mvar)
+        assert after.status_label == "fault"
+        assert {"trip", "over_temperature"} <= set(after.alarm_names)
+        assert after.temperature_c is not None and after.temperature_c > 40.0

@@ -8,6 +8,7 @@ expires, so lifecycle events happen at their exact simulated time whatever the t
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -203,11 +204,12 @@ class Fleet:
         cell = self._cell(asset_id)
         cell.watchdog_timeout_s = max(seconds, 0.0)
 
-    def trip(self, asset_id: str) -> None:
-        """Trip the asset (fault injection): target 0, active dispatch interrupted."""
+    def trip(self, asset_id: str, *, over_temperature: bool = False) -> None:
+        """Trip the asset (fault injection): target 0, active dispatch interrupted.
+        ``over_temperature``: the trip was thermal (restored from the database)."""
         cell = self._cell(asset_id)
         cell.tripped = True
-        cell.latched |= Alarm.TRIP
+        cell.latched |= Alarm.TRIP | (Alarm.OVER_TEMPERATURE if over_temperature else Alarm(0))
         self._end_active(cell, DispatchStatus.INTERRUPTED)
         cell.setpoint_mw = 0.0
         cell.setpoint_mvar = 0.0
@@ -233,9 +235,12 @@ class Fleet:
         current_mw: float,
         active: DispatchRecord | None = None,
         remaining_s: float | None = None,
+        temperature_c: float | None = None,
+        current_mvar: float = 0.0,
     ) -> None:
         """Put an asset back to a persisted state (used on start-up by the storage layer).
-        ``active`` is re-applied with ``remaining_s`` left (None = holds)."""
+        ``active`` is re-applied with ``remaining_s`` left (None = holds); temperature and Q
+        apply only to an asset whose §10 model has a thermal / reactive part."""
         cell = self._cell(asset_id)
         spec = cell.spec
         soc = min(max(soc_mwhr, 0.0), spec.capacity_mwhr)
@@ -247,6 +252,13 @@ class Fleet:
         cell.setpoint_mvar = (active.mvar or 0.0) if active is not None else 0.0
         cell.active_end_s = None if remaining_s is None else self.sim_time_s + remaining_s
         cell.heartbeat_changed_s = self.sim_time_s
+        model = cell.model
+        thermal = model is not None and model.params.thermal is not None
+        if thermal and temperature_c is not None and math.isfinite(temperature_c):
+            cell.temperature_c = temperature_c
+        if model is not None and model.params.reactive is not None and math.isfinite(current_mvar):
+            s_max = model.params.reactive.s_max_mva
+            cell.current_mvar = min(max(current_mvar, -s_max), s_max)
         if active is not None:
             self._store(active)
         cell.snapshot = self._snapshot(cell, self.now)

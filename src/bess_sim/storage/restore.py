@@ -34,6 +34,11 @@ class AssetRestore:
     active: DispatchRecord | None
     remaining_s: float | None
     tripped: bool
+    # DESIGN §10 state: a hot battery stays hot across a restart, an over-temperature trip
+    # stays an over-temperature trip (None / 0 / False when not persisted).
+    temperature_c: float | None = None
+    current_mvar: float = 0.0
+    over_temperature: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +89,16 @@ def plan_restore(
                 active=active,
                 remaining_s=remaining,
                 tripped=row is not None and row["status"] == "fault",
+                temperature_c=_optional_float(row, "temperature_c"),
+                current_mvar=_optional_float(row, "current_mvar") or 0.0,
+                over_temperature=row is not None
+                and "over_temperature" in (row.get("alarms") or ()),
             )
         )
     resume_at = max([start, *marks]) if marks else None
     return RestorePlan(resume_at, tuple(out), tuple(ended))
+
+
+def _optional_float(row: Mapping[str, Any] | None, key: str) -> float | None:
+    value = None if row is None else row.get(key)
+    return None if value is None else float(value)

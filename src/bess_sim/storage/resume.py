@@ -14,10 +14,11 @@ log = logging.getLogger("bess_sim.storage")
 
 async def restore_from(
     db: Database, fleet: Fleet, recent_dispatches: int
-) -> tuple[bool, list[str]]:
-    """Restore SOC / MW / dispatch in effect; returns (anything restored, ids of tripped
-    assets). The only database write (closing dispatches whose time passed) comes before any
-    in-memory change, so a failure leaves the fleet untouched."""
+) -> tuple[bool, list[tuple[str, bool]]]:
+    """Restore SOC / MW / §10 state / dispatch in effect; returns (anything restored, the
+    tripped assets as (id, over_temperature)). The only database write (closing dispatches
+    whose time passed) comes before any in-memory change, so a failure leaves the fleet
+    untouched."""
     ids = [a.id for a in fleet.specs]
     latest = {str(r["asset_id"]): r for r in await db.latest_telemetry(ids)}
     in_effect = [rows.dispatch_record(r) for r in await db.dispatches_in_effect(ids)]
@@ -41,6 +42,8 @@ async def restore_from(
             current_mw=a.current_mw,
             active=a.active,
             remaining_s=a.remaining_s,
+            temperature_c=a.temperature_c,
+            current_mvar=a.current_mvar,
         )
     if plan.resume_at is not None:
         log.info(
@@ -53,4 +56,4 @@ async def restore_from(
         )
     else:
         log.info("database: no telemetry persisted yet; fresh start")
-    return bool(plan.assets), [a.asset_id for a in plan.assets if a.tripped]
+    return bool(plan.assets), [(a.asset_id, a.over_temperature) for a in plan.assets if a.tripped]

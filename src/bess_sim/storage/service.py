@@ -249,7 +249,7 @@ class Storage:
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Storage:
         cfg = self.config
-        tripped: list[str] = []
+        tripped: list[tuple[str, bool]] = []
         try:
             async with asyncio.timeout(cfg.startup_timeout_s):
                 self._db = await self._connect()
@@ -272,8 +272,8 @@ class Storage:
             )
         # Registered after the restore: re-applied records are already in the database.
         self.fleet.add_dispatch_listener(self._on_dispatch)
-        for asset_id in tripped:
-            self.fleet.trip(asset_id)
+        for asset_id, over_temperature in tripped:
+            self.fleet.trip(asset_id, over_temperature=over_temperature)
         self._task = asyncio.create_task(self._run(), name="bess-db-writer")
         self._watch_task = asyncio.create_task(self._watch(), name="bess-db-watch")
         return self
@@ -322,7 +322,7 @@ class Storage:
             command_timeout_s=cfg.command_timeout_s,
         )
 
-    async def _setup(self, db: Database, *, restore: bool) -> list[str]:
+    async def _setup(self, db: Database, *, restore: bool) -> list[tuple[str, bool]]:
         """Schema, reset, reconcile, and (at start-up only) restore; starts the prune of the
         assets no longer configured. Returns the assets to trip once the dispatch listener is
         in place."""
@@ -337,7 +337,7 @@ class Storage:
         log.info("database: %s at %s (schema v%d)", self.mode, self.where, self.schema_version)
         if self.config.reset:
             log.warning("database: RESET_DB: truncated assets, telemetry, dispatches and faults")
-        tripped: list[str] = []
+        tripped: list[tuple[str, bool]] = []
         if restore:
             if self._on_registered is not None:
                 # Registered assets join the fleet before the restore, so their state comes
