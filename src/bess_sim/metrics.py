@@ -33,6 +33,13 @@ class Metrics:
             ["function_code", "exception_code"],
             registry=r,
         )
+        self.modbus_request_path = Counter(
+            "bess_modbus_request_path",
+            "Modbus requests by the path that answered them: fast (plain reads answered from "
+            "the packed register images) or slow (pymodbus: writes, exceptions, hooks)",
+            ["path"],
+            registry=r,
+        )
         self._modbus_connections(r)
         self._faults(r)
         self.db_queue_rows = Gauge(
