@@ -23,6 +23,7 @@ import functools
 import logging
 import struct
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, cast
 
@@ -62,6 +63,10 @@ log = logging.getLogger("bess_sim.modbus")
 
 def _always() -> bool:
     return True
+
+
+def _no_gate() -> AbstractAsyncContextManager[None]:
+    return contextlib.nullcontext()
 
 
 class ModbusBindError(Exception):
@@ -281,8 +286,15 @@ class _Port:
         return sims
 
     async def process(self, frame: bytes, peer: str) -> bytes:
-        """Answer one complete MBAP frame (header already checked by the connection)."""
-        self.service.count_slow()
+        """Answer one complete MBAP frame (header already checked by the connection), with
+        no tick computing in its thread meanwhile (runtime.TickGate): writes are commands
+        applied between ticks."""
+        svc = self.service
+        svc.count_slow()
+        async with svc.gate():
+            return await self._process(frame, peer)
+
+    async def _process(self, frame: bytes, peer: str) -> bytes:
         tid = int.from_bytes(frame[0:2], "big")
         unit = frame[6]
         pdu = frame[7:]
@@ -358,6 +370,7 @@ class ModbusService:
         *,
         fast_path: bool = True,
         fleet_readable: Callable[[], bool] | None = None,
+        gate: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self.fleet = fleet
         #: Answer plain reads from the packed images (modbus/fastpath.py); False sends every
@@ -366,6 +379,8 @@ class ModbusService:
         #: False while a tick computes in its worker thread (runtime.TickGate): fast reads
         #: that need the command state then take the slow path, which waits for the tick.
         self.fleet_readable: Callable[[], bool] = fleet_readable or _always
+        #: Entered around every slow-path request (runtime.TickGate.shared).
+        self.gate: Callable[[], AbstractAsyncContextManager[None]] = gate or _no_gate
         path = metrics.modbus_request_path
         self.count_slow = path.labels("slow").inc
         count_fast = path.labels("fast").inc
