@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import gc
 import logging
 import signal
 import sys
@@ -40,7 +41,7 @@ from .settings import Settings
 from .sim import DispatchRecord, Fleet, FleetConfig, HistoryBuffer, Snapshot
 from .sim.history import HistoryQuery, bucket_snapshots
 from .sim.model import TelemetrySink
-from .tickgate import SWITCH_INTERVAL_S, TickGate
+from .tickgate import SWITCH_INTERVAL_S, TickGate, lower_thread_priority
 
 if TYPE_CHECKING:
     from .storage import Storage
@@ -315,11 +316,19 @@ class Runtime:
             )
             tick: Callable[[float], object] = self.tick
             if s.tick_thread:
-                pool = ThreadPoolExecutor(1, thread_name_prefix="bess-tick")
+                pool = ThreadPoolExecutor(
+                    1, thread_name_prefix="bess-tick", initializer=lower_thread_priority
+                )
                 switch = sys.getswitchinterval()
                 sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
                 self._stack.callback(sys.setswitchinterval, switch)
                 self._stack.callback(pool.shutdown, wait=True)
+                # The collector runs in whichever thread allocates, holding the GIL: a full
+                # pass over the start-up objects (fleet, devices, pymodbus contexts) begun by
+                # the tick thread stalled the loop for milliseconds. Frozen objects are not
+                # traversed (gc.freeze, CPython ≥ 3.7); what the ticks allocate still is.
+                gc.freeze()
+                self._stack.callback(gc.unfreeze)
                 tick = functools.partial(self.tick_off_loop, pool=pool)
             self._tick_task = asyncio.create_task(
                 self.clock.run(tick, self._on_overrun), name="bess-tick"
