@@ -54,6 +54,8 @@ MAX_STEP_TICKS = 1_000_000
 # Yield to the event loop every this many ticks of a long step, so Modbus and HTTP keep
 # answering while a day of simulated time is computed.
 _STEP_YIELD_EVERY = 50
+# Snapshots per slice of a sliced sink (runtime.tick_off_loop): ~1 ms of tuple building.
+_SINK_SLICE = 1000
 
 
 class StartupError(Exception):
@@ -103,6 +105,10 @@ class Runtime:
         # Sinks that only swap references (safe to call from the tick thread); the others
         # (database queue, WebSocket, scenario) are called on the loop. tickgate.py.
         self._thread_sinks: list[TelemetrySink] = [self.history_buffer]
+        # Loop sinks that take any part of a tick's snapshots (rows, not ticks): fed in
+        # slices of _SINK_SLICE with the loop free in between (the database buffer builds a
+        # tuple per snapshot: ~10 ms at 10,000 assets in one go).
+        self._sliced_sinks: list[TelemetrySink] = []
         #: Serialises the tick thread with the loop's users of the fleet (HTTP, Modbus writes).
         self.tick_gate = TickGate()
         self._history_source: HistorySource | None = None
@@ -160,9 +166,17 @@ class Runtime:
             threaded = [s for s in self._sinks if s in self._thread_sinks]
             await loop.run_in_executor(pool, _publish, threaded, snapshots)
             t0 = time.perf_counter()
-            _publish([s for s in self._sinks if s not in threaded], snapshots)
+            rest = [s for s in self._sinks if s not in threaded]
+            _publish([s for s in rest if s not in self._sliced_sinks], snapshots)
+            held = max(on_loop, time.perf_counter() - t0)
+            for sink in [s for s in rest if s in self._sliced_sinks]:
+                for i in range(0, len(snapshots), _SINK_SLICE):
+                    t0 = time.perf_counter()
+                    sink.publish(snapshots[i : i + _SINK_SLICE])
+                    held = max(held, time.perf_counter() - t0)
+                    await asyncio.sleep(0)
             m.tick_duration.observe(time.perf_counter() - started)
-            m.tick_loop_held.observe(on_loop + time.perf_counter() - t0)
+            m.tick_loop_held.observe(held)
             m.ticks.inc()
             m.sim_time.set(self.fleet.sim_time_s)
 
@@ -360,6 +374,7 @@ class Runtime:
         await self._stack.enter_async_context(storage)
         self._stack.callback(self.remove_sink, storage)
         self.add_sink(storage)
+        self._sliced_sinks.append(storage)
         self.set_history_source(storage)
         self.storage = storage
         from .storage.faults import FaultStore

@@ -264,7 +264,15 @@ class _Port:
         """The fast path's answer to ``frame``, or None (→ :meth:`process`)."""
         if not self.service.fast_path:
             return None
-        return self.reader.answer(frame)
+        try:
+            return self.reader.answer(frame)
+        except Exception:
+            # A bug here must not cost the connection: the slow path answers (and handles
+            # whatever went wrong the way it always has).
+            log.exception(
+                "modbus: fast read path failed on port %d; answered by pymodbus", self.port
+            )
+            return None
 
     def sim_devices(self) -> list[SimDevice]:
         rm = self.service.register_map
