@@ -32,9 +32,8 @@ N_SCALE = 10_000
 CONNS = (1, 10)
 
 
-def _bess(tag: str, n: int, layout: str, *flags: str) -> list[str]:
-    width = n if layout == "port-per-asset" else n // 100
-    fleet = write_fleet(BUILD_DIR / f"fleet-hotpath-{tag}.yaml", n, port_block(width), layout)
+def _bess(tag: str, n: int, layout: str, base: int, *flags: str) -> list[str]:
+    fleet = write_fleet(BUILD_DIR / f"fleet-hotpath-{tag}.yaml", n, base, layout)
     return [PYTHON, "-m", "bench.servers", "bess", "--assets-file", str(fleet), "--tick", "1.0",
             *flags]  # fmt: skip
 
@@ -69,9 +68,13 @@ def run_hotpath(quick: bool) -> dict[str, Any]:
         "paced_s": paced_s,
         "n_scale": n_scale,
     }
+    # One block of free ports for every fleet (two random blocks picked before either server
+    # binds could overlap): 1,000 + 1,000 port-per-asset, then 2 × n_scale / 100 gateways.
+    gw = n_scale // 100
+    base = port_block(2 * N_ASSETS + 2 * gw)
     systems = [
-        ("bess", _bess("fast", N_ASSETS, "port-per-asset")),
-        ("bess-slow", _bess("slow", N_ASSETS, "port-per-asset", "--no-fast-path")),
+        ("bess", _bess("fast", N_ASSETS, "port-per-asset", base)),
+        ("bess-slow", _bess("slow", N_ASSETS, "port-per-asset", base + N_ASSETS, "--no-fast-path")),
         ("libmodbus", [str(server), "0", "1800"]),
     ]
     with contextlib.ExitStack() as stack:
@@ -108,8 +111,11 @@ def run_hotpath(quick: bool) -> dict[str, Any]:
                 for name in ("bess", "libmodbus")
             }
     scale = [
-        ("bess-10k", _bess("10k", n_scale, "gateway")),
-        ("bess-10k-onloop", _bess("10k-onloop", n_scale, "gateway", "--tick-on-loop")),
+        ("bess-10k", _bess("10k", n_scale, "gateway", base + 2 * N_ASSETS)),
+        (
+            "bess-10k-onloop",
+            _bess("10k-onloop", n_scale, "gateway", base + 2 * N_ASSETS + gw, "--tick-on-loop"),
+        ),
     ]
     out["scale_1hz"] = {}
     for name, argv in scale:  # one at a time: two 10k fleets would share the 2 CPUs
