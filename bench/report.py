@@ -119,6 +119,13 @@ def targets(parts: dict[str, Any]) -> list[dict[str, Any]]:
             f"whole process {s['startup']['process_to_ready_s']:.2f} s; Modbus ports bound: "
             f"{s['startup']['modbus_ports_bound']}",
         )
+    h = parts.get("hotpath")
+    if _ok(h):
+        assert h is not None
+        from .part_hotpath import hotpath_targets
+
+        for row in hotpath_targets(h):
+            add(*row)
     return out
 
 
@@ -145,6 +152,7 @@ def render(results: dict[str, Any]) -> str:
         ("rest", _rest),
         ("model", _model),
         ("sunspec", _sunspec),
+        ("hotpath", _hotpath),
     ):
         part = parts.get(name)
         if part is None:
@@ -154,6 +162,12 @@ def render(results: dict[str, Any]) -> str:
             continue
         lines += fn(part)
     return "\n".join(lines) + "\n"
+
+
+def _hotpath(p: dict[str, Any]) -> list[str]:
+    from .part_hotpath import render_hotpath
+
+    return render_hotpath(p)
 
 
 def _model(p: dict[str, Any]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PARTS = ("modbus", "paced", "scale", "db", "rest", "model", "sunspec")
+PARTS = ("modbus", "paced", "scale", "db", "rest", "model", "sunspec", "hotpath")
 
 
 def run_part(part: str, quick: bool, uvloop: bool) -> dict[str, Any]:
@@ -38,4 +38,8 @@ def run_part(part: str, quick: bool, uvloop: bool) -> dict[str, Any]:
         from .part_sunspec import run_sunspec
 
         return run_sunspec(quick, uvloop)
+    if part == "hotpath":
+        from .part_hotpath import run_hotpath
+
+        return run_hotpath(quick)
     raise ValueError(part)

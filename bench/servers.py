@@ -73,9 +73,13 @@ async def bess(args: argparse.Namespace) -> None:
     fleet_cfg = load_assets(settings.assets)
     rmap = load_register_map(settings.register_map)
     if args.mode == "runtime":
+        if args.tick_on_loop:
+            settings = settings.model_copy(update={"tick_thread": False})
         rt = Runtime(settings, fleet_cfg, rmap, start_time=START)
         activate(rt.fleet, args.activate)
         async with rt:
+            if args.no_fast_path and rt.modbus is not None:
+                rt.modbus.fast_path = False
             # Empty while the runtime has no Modbus wiring; the Modbus parts then use
             # --mode components (bench/part_modbus.py checks).
             ports = sorted(rt.modbus_ports.values())
@@ -230,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--mode", choices=["runtime", "components"], default="runtime")
     b.add_argument("--activate", type=float, default=0.5)
     b.add_argument("--http-port", type=int, default=0)
+    b.add_argument("--no-fast-path", action="store_true", help="every request via pymodbus")
+    b.add_argument("--tick-on-loop", action="store_true", help="settings.tick_thread = false")
     p = sub.add_parser("pymodbus")
     p.add_argument("--base-port", type=int, required=True)
     p.add_argument("--devices", type=int, default=1)

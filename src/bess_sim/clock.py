@@ -10,6 +10,7 @@ overrun: it is counted, and the schedule restarts from now instead of bursting t
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 from collections.abc import Callable
 
@@ -32,13 +33,16 @@ class RealTimeClock:
         tick: Callable[[float], object],
         on_overrun: Callable[[], None] | None = None,
     ) -> None:
-        """Call ``tick`` forever at the configured pace (cancel to stop)."""
+        """Call ``tick`` forever at the configured pace (cancel to stop); an awaitable it
+        returns is awaited (the runtime's tick runs in a worker thread, tickgate.py)."""
         loop = asyncio.get_running_loop()
         interval = self.tick_interval_s
         deadline = loop.time() + interval
         while True:
             await asyncio.sleep(max(deadline - loop.time(), 0.0))
-            tick(self.dt_s)
+            result = tick(self.dt_s)
+            if inspect.isawaitable(result):
+                await result
             deadline += interval
             now = loop.time()
             if now > deadline:

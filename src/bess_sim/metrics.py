@@ -17,6 +17,14 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
+        self.tick_loop_held = Histogram(
+            "bess_tick_loop_held_seconds",
+            "Longest stretch one real-time tick held the event loop (the physics and "
+            "reference-swapping sinks run in a worker thread; fault transitions and the other "
+            "sinks on the loop, the database buffer in slices)",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=r,
+        )
         self.tick_overruns = Counter(
             "bess_tick_overruns", "Ticks that ended after the next deadline", registry=r
         )
@@ -31,6 +39,13 @@ class Metrics:
             "bess_modbus_requests",
             "Modbus requests by function code and exception code (0 = success)",
             ["function_code", "exception_code"],
+            registry=r,
+        )
+        self.modbus_request_path = Counter(
+            "bess_modbus_request_path",
+            "Modbus requests by the path that answered them: fast (plain reads answered from "
+            "the packed register images) or slow (pymodbus: writes, exceptions, hooks)",
+            ["path"],
             registry=r,
         )
         self._modbus_connections(r)

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("tick_interval_s", "BESS_TICK_INTERVAL"),
     )
     speed: float = Field(1.0, gt=0, le=1_000_000, allow_inf_nan=False)
+    tick_thread: bool = Field(
+        True,
+        description="real-time clock: compute each tick in a worker thread, so it never holds "
+        "the event loop (tickgate.py); false ticks on the loop (bench comparison)",
+    )
     clock: Literal["realtime", "manual"] = "realtime"
     start_time: datetime | None = Field(
         None, description="simulated UTC time at start (default: now, whole seconds)"

@@ -29,6 +29,13 @@ EXPECTED: dict[str, list[tuple[str, ...]]] = {
     "rest": [("summary", "bess", "rps"), ("summary", "bare-fastapi", "rps")],
     "model": [("summary", "plain", "p99_ms"), ("summary", "all", "p99_ms"), ("target_holds",)],
     "sunspec": [("scan", "p99_ms"), ("poll", "sunspec", "p99_ms"), ("poll", "native", "p99_ms")],
+    "hotpath": [
+        ("throughput",),
+        ("paced_10hz", "bess", "p99_us"),
+        ("paced_1hz", "libmodbus", "p999_us"),
+        ("scale_1hz", "bess-10k", "p999_us"),
+        ("scale_1hz", "bess-10k-onloop", "p999_us"),
+    ],
 }
 
 
@@ -58,7 +65,7 @@ def test_quick_bench_runs_every_part(tmp_path: Path) -> None:
         assert "error" not in data["parts"][part], data["parts"][part].get("error")
         for path in paths:
             _get(data["parts"][part], path)
-    # one verdict (or "not measured") per issue-6 target, and the tables were printed
-    assert len(data["targets"]) == 7
+    # one verdict (or "not measured") per issue-6 and issue-15 target
+    assert len(data["targets"]) == 10
     assert "## Targets (issue 6)" in res.stdout
     assert data["machine"]["nproc"] >= 1

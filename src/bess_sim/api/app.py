@@ -25,6 +25,7 @@ from . import (
     routes_sim,
 )
 from .errors import install_handlers
+from .gate import TickGateMiddleware
 from .guard import HttpGuard
 from .ports import Supervisor
 from .ws import TelemetryHub
@@ -80,6 +81,10 @@ def create_app(sup: Supervisor) -> FastAPI:
         redoc_url=None,
     )
     install_handlers(app, sup.settings.api_token)
+    gate = getattr(sup, "tick_gate", None)
+    if gate is not None:
+        # Innermost: the guard refuses bad requests before they wait for a tick.
+        app.add_middleware(TickGateMiddleware, gate=gate.shared)
     # Cross-site and body-size guards run before routing and body parsing (guard.py).
     app.add_middleware(HttpGuard, max_body_bytes=sup.settings.http_max_body_bytes)
     app.include_router(routes_assets.build_router(sup))

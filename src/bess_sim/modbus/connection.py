@@ -17,6 +17,11 @@ transport's write buffer and cannot time out a client (issue 9, docs/modbus.md):
   burst of 20,000 requests in one segment cannot hold the loop (measured before: 1.7 s).
 - **Timeouts.** A connection with no traffic for ``idle_timeout_s`` and a request frame begun
   but not completed within ``frame_timeout_s`` are closed (0 = off).
+- **Fast path (issue 15).** While no request hook is installed on the port, each frame is first
+  offered to the owner's ``fast`` answerer (plain reads of the packed register images, no
+  pymodbus objects); what it declines goes to ``answer`` (pymodbus) as before. Frames that
+  arrive while no worker runs are answered straight from ``data_received``, so a poll costs no
+  task; the first frame the fast path declines starts the worker, which keeps the order.
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ class ConnectionOwner(Protocol):
 
     def answer(self, frame: bytes, peer: str) -> Awaitable[bytes]: ...
 
+    def fast(self, frame: bytes) -> bytes | None: ...
+
     def bad_frame(self, peer: str, detail: str) -> None: ...
 
     def write_paused(self) -> None: ...
@@ -140,7 +147,7 @@ class ModbusConnection(asyncio.Protocol):
                 self._arm(now + ft)
         rx += data
         if self._worker is None:
-            self._worker = self._loop.create_task(self._work(), name="bess-modbus-conn")
+            self._serve_inline()
         self._update_reading()
 
     def eof_received(self) -> bool | None:
@@ -265,6 +272,35 @@ class ModbusConnection(asyncio.Protocol):
         rx = self._rx
         return len(rx) >= MBAP_HEADER_BYTES and len(rx) >= 6 + ((rx[4] << 8) | rx[5])
 
+    # ------------------------------------------------------------ the fast path
+    def _serve_inline(self) -> None:
+        """Answer what the fast path can, right here; the rest goes to a worker task (which
+        then owns the order of everything behind it). Called only while no worker runs."""
+        owner = self.owner
+        clock = time.perf_counter
+        start = clock()
+        while self.transport is not None and not self._write_paused:
+            if owner.hook() is not None:
+                break  # a comm fault acts on this port: every request takes the slow path
+            frame = self._next_frame()
+            if frame is None:
+                if self._close_after_answers:
+                    self.close(self._close_reason)
+                return
+            reply = owner.fast(frame)
+            if reply is None:
+                self._start_worker(frame)
+                return
+            self.transport.write(reply)
+            self._last_activity = self._loop.time()
+            if clock() - start >= YIELD_AFTER_S:
+                break  # fairness: the worker goes on after other callbacks have run
+        if self.transport is not None and (self._rx or self._close_after_answers):
+            self._start_worker(None)
+
+    def _start_worker(self, first: bytes | None) -> None:
+        self._worker = self._loop.create_task(self._work(first), name="bess-modbus-conn")
+
     # ------------------------------------------------------------ the worker
     def _next_frame(self) -> bytes | None:
         """The next complete frame, or None (incomplete, or a header that cannot be Modbus
@@ -293,7 +329,9 @@ class ModbusConnection(asyncio.Protocol):
         self._frame_started = self._loop.time() if rx else None
         return frame
 
-    async def _work(self) -> None:
+    async def _work(self, first: bytes | None) -> None:
+        """Answer frames in order until the input runs dry. ``first``: a frame taken from the
+        input already (declined by the fast path), answered before the rest."""
         owner = self.owner
         clock = time.perf_counter
         slice_start = clock()
@@ -303,14 +341,22 @@ class ModbusConnection(asyncio.Protocol):
                     await self._can_write.wait()
                     slice_start = clock()
                     continue
-                frame = self._next_frame()
+                if first is not None:
+                    frame: bytes | None = first
+                    first = None
+                else:
+                    frame = self._next_frame()
                 if frame is None:
                     break
                 self._update_reading()
                 reply: bytes | None
                 hook = owner.hook()
                 action = hook(frame[6], frame[7]) if hook is not None else None
-                if action is None:
+                if hook is None:
+                    reply = owner.fast(frame)
+                    if reply is None:
+                        reply = await owner.answer(frame, self.peer)
+                elif action is None:
                     reply = await owner.answer(frame, self.peer)
                 else:
                     reply = await self._apply(action, frame)

@@ -32,6 +32,10 @@ _ACCEPT_RETRY_S = 1.0
 _ACCEPTS_PER_WAKEUP = 64
 
 
+def _decline(frame: bytes) -> None:
+    return None
+
+
 def peer_text(peer: object) -> str:
     """``ip:port`` of a socket address (``[v6]:port`` for IPv6)."""
     if isinstance(peer, tuple) and len(peer) >= 2:
@@ -74,6 +78,7 @@ class PortListener:
         answer: Callable[[bytes, str], Awaitable[bytes]],
         hook: Callable[[], RequestHook | None],
         events: ListenerEvents,
+        fast: Callable[[bytes], bytes | None] | None = None,
     ) -> None:
         self.sock = sock
         self.port = port  # configured port, for log lines
@@ -81,6 +86,8 @@ class PortListener:
         self.answer = answer
         self.hook = hook
         self.events = events
+        # Fast read path (issue 15): a complete frame → its answer, or None (→ ``answer``).
+        self.fast: Callable[[bytes], bytes | None] = fast or _decline
         self.connections: set[ModbusConnection] = set()
         self._loop = asyncio.get_running_loop()
         self._retry: asyncio.TimerHandle | None = None

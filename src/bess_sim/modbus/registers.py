@@ -171,6 +171,7 @@ class ImageEncoder(Generic[_T]):
             raise ValueError(f"points reach register {pos - 1}, past the image size {self.size}")
         self._pack = struct.Struct("".join(fmt)).pack
         self._unpack = struct.Struct(f">{self.size}H").unpack
+        self._repack = struct.Struct(f">{self.size}H").pack
         names = [p.source for p in pts]
         getter = attrgetter(*names) if names else None
         # attrgetter of one name returns the value itself, not a 1-tuple.
@@ -208,6 +209,14 @@ class ImageEncoder(Generic[_T]):
         regs: tuple[int, ...] = self._unpack(image)
         perm = self._perm
         return regs if perm is None else perm(regs)
+
+    def wire(self, image: bytes) -> bytes:
+        """A :meth:`pack` image in wire order (word-order swaps applied), for slicing straight
+        into a read response (modbus/fastpath.py)."""
+        perm = self._perm
+        if perm is None:
+            return image
+        return self._repack(*perm(self._unpack(image)))
 
     def encode(self, obj: _T) -> tuple[int, ...]:
         """Registers 0..size-1 for ``obj``."""

@@ -23,6 +23,7 @@ import functools
 import logging
 import struct
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, cast
 
@@ -36,10 +37,12 @@ from ..metrics import Metrics
 from ..net import bind_tcp
 from ..sim import AssetSpec, DispatchRequest, DispatchSource, DispatchStatus, Fleet, Snapshot
 from .connection import ConnectionLimits, RequestHook
+from .fastpath import FastReader
 from .listener import ListenerEvents, PortListener
 from .points import RegisterMap, Table
 from .ratelog import RateLimitedLog
 from .registers import (
+    FC_READ_HOLDING,
     FC_READ_INPUT,
     FC_READ_WRITE_MULTIPLE,
     FC_WRITE_SINGLE,
@@ -58,6 +61,14 @@ from .sunspec_face import SunSpecFace, sunspec_face
 log = logging.getLogger("bess_sim.modbus")
 
 
+def _always() -> bool:
+    return True
+
+
+def _no_gate() -> AbstractAsyncContextManager[None]:
+    return contextlib.nullcontext()
+
+
 class ModbusBindError(Exception):
     """A Modbus port cannot be bound; the message names the port and its assets."""
 
@@ -65,7 +76,16 @@ class ModbusBindError(Exception):
 class _AssetDevice:
     """Registers and command state of one asset; its ``action`` is the pymodbus hook."""
 
-    __slots__ = ("image", "image_of", "service", "snapshot", "spec", "staged_duration_s")
+    __slots__ = (
+        "image",
+        "image_of",
+        "service",
+        "snapshot",
+        "spec",
+        "staged_duration_s",
+        "wire",
+        "wire_of",
+    )
 
     def __init__(self, service: ModbusService, spec: AssetSpec, snapshot: Snapshot) -> None:
         self.service = service
@@ -76,7 +96,28 @@ class _AssetDevice:
         self.snapshot = snapshot
         self.image = b""
         self.image_of: Snapshot | None = None
+        self.wire = b""  # the same image in wire order (word swaps applied), fast path
+        self.wire_of: Snapshot | None = None
         self.staged_duration_s = 0.0  # holding duration_s: used by the next setpoint writes
+
+    def _input_image(self) -> bytes:
+        snap = self.snapshot
+        if self.image_of is not snap:
+            self.image = self.service.input_encoder.pack(snap)
+            self.image_of = snap
+        return self.image
+
+    def input_wire(self) -> bytes:
+        """Input table of the latest snapshot as wire bytes (modbus/fastpath.py)."""
+        snap = self.snapshot
+        if self.wire_of is not snap:
+            self.wire = self.service.input_encoder.wire(self._input_image())
+            self.wire_of = snap
+        return self.wire
+
+    def holding_wire(self) -> bytes:
+        enc = self.service.holding_encoder
+        return enc.wire(enc.pack(self.holding_state()))
 
     def holding_state(self) -> HoldingState:
         ctl = self.service.fleet.control(self.spec.id)
@@ -105,11 +146,7 @@ class _AssetDevice:
         off = address - start_address
         if set_values is None:
             if func_code == FC_READ_INPUT:
-                snap = self.snapshot
-                if self.image_of is not snap:
-                    self.image = svc.input_encoder.pack(snap)
-                    self.image_of = snap
-                regs = svc.input_encoder.registers(self.image)
+                regs = svc.input_encoder.registers(self._input_image())
             elif func_code == FC_WRITE_SINGLE:
                 return None  # read-back of FC06: the response echoes the request (spec §6.6)
             else:
@@ -213,6 +250,29 @@ class _Port:
         # pymodbus's datastore of this port's devices (what ModbusTcpServer would build).
         self.context = SimCore(self.sim_devices())
         self.listener: PortListener | None = None
+        rm = service.register_map
+        self.reader = FastReader(
+            self.devices,
+            self.sunspec,
+            rm.size(Table.INPUT),
+            rm.size(Table.HOLDING),
+            service.count_fast,
+            service.fleet_readable,
+        )
+
+    def fast(self, frame: bytes) -> bytes | None:
+        """The fast path's answer to ``frame``, or None (→ :meth:`process`)."""
+        if not self.service.fast_path:
+            return None
+        try:
+            return self.reader.answer(frame)
+        except Exception:
+            # A bug here must not cost the connection: the slow path answers (and handles
+            # whatever went wrong the way it always has).
+            log.exception(
+                "modbus: fast read path failed on port %d; answered by pymodbus", self.port
+            )
+            return None
 
     def sim_devices(self) -> list[SimDevice]:
         rm = self.service.register_map
@@ -234,7 +294,15 @@ class _Port:
         return sims
 
     async def process(self, frame: bytes, peer: str) -> bytes:
-        """Answer one complete MBAP frame (header already checked by the connection)."""
+        """Answer one complete MBAP frame (header already checked by the connection), with
+        no tick computing in its thread meanwhile (runtime.TickGate): writes are commands
+        applied between ticks."""
+        svc = self.service
+        svc.count_slow()
+        async with svc.gate():
+            return await self._process(frame, peer)
+
+    async def _process(self, frame: bytes, peer: str) -> bytes:
         tid = int.from_bytes(frame[0:2], "big")
         unit = frame[6]
         pdu = frame[7:]
@@ -307,8 +375,34 @@ class ModbusService:
         metrics: Metrics,
         limits: ConnectionLimits | None = None,
         request_hook: RequestHook | None = None,
+        *,
+        fast_path: bool = True,
+        fleet_readable: Callable[[], bool] | None = None,
+        gate: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self.fleet = fleet
+        #: Answer plain reads from the packed images (modbus/fastpath.py); False sends every
+        #: request through pymodbus (the byte-identity test and bench compare both).
+        self.fast_path = fast_path
+        #: False while a tick computes in its worker thread (runtime.TickGate): fast reads
+        #: that need the command state then take the slow path, which waits for the tick.
+        self.fleet_readable: Callable[[], bool] = fleet_readable or _always
+        #: Entered around every slow-path request (runtime.TickGate.shared).
+        self.gate: Callable[[], AbstractAsyncContextManager[None]] = gate or _no_gate
+        path = metrics.modbus_request_path
+        self.count_slow = path.labels("slow").inc
+        count_fast = path.labels("fast").inc
+        # Pre-bound children: labels() costs a dict lookup and a lock per call.
+        ok = {
+            fc: metrics.modbus_requests.labels(str(fc), "0").inc
+            for fc in (FC_READ_HOLDING, FC_READ_INPUT)
+        }
+
+        def counted(fc: int) -> None:
+            count_fast()
+            ok[fc]()
+
+        self.count_fast: Callable[[int], None] = counted
         self.register_map = register_map
         self.host = host
         self.metrics = metrics
@@ -423,6 +517,7 @@ class ModbusService:
             port.process,
             functools.partial(self._hook, port.port),
             self._events,
+            port.fast,
         )
         listener.start()
         port.listener = listener

@@ -65,6 +65,10 @@ class SunSpecFace:
         self.end = BASE_ADDRESS + self.device.layout.size
         # 704 enables, modes and setpoints staged while disabled (sunspec/control.py).
         self.state = ControlState()
+        # The block as bytes for the fast read path, packed once per register list (the
+        # device caches that list per snapshot and command state).
+        self._wire = b""
+        self._wire_of: list[int] | None = None
 
     # ------------------------------------------------------------------ reads
     def echo(self) -> ControlEcho:
@@ -77,6 +81,14 @@ class SunSpecFace:
         regs = self.device.registers(self.holder.snapshot, self.echo())
         off = address - BASE_ADDRESS
         return regs[off : off + count]
+
+    def wire(self) -> bytes:
+        """The whole block, BASE_ADDRESS onwards, as wire bytes (modbus/fastpath.py)."""
+        regs = self.device.registers(self.holder.snapshot, self.echo())
+        if regs is not self._wire_of:
+            self._wire = struct.pack(f">{len(regs)}H", *regs)
+            self._wire_of = regs
+        return self._wire
 
     # ------------------------------------------------------------------ requests
     def handle(self, pdu: bytes, peer: str | None) -> bytes | None:
