@@ -1,0 +1,201 @@
+"""``bess-sim headend``: REST, WebSocket, dashboard and database for a fleet whose assets are
+ticked by shard agents (DESIGN §15).
+
+The API reads a ``Fleet`` (api/ports.py); here that is a ``MirrorFleet``: the full fleet of
+assets.yaml whose snapshots and dispatch records are those the agents published, never
+computed locally. Commands go to the owning agent over request–reply and its answer (record
+or error) is what the API answers, so §4/§6 reasons and codes are the agent's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import datetime
+
+from ..api.ports import AssetUnavailableError
+from ..modbus.points import RegisterMap
+from ..runtime import Runtime
+from ..settings import Settings
+from ..sim import DispatchRecord, DispatchRequest, Fleet, FleetConfig, Snapshot, UnknownAssetError
+from ..sim.model import Status
+from . import wire
+from .bus import Bus, BusUnavailableError
+from .wire import Subjects
+
+log = logging.getLogger("bess_sim.cluster")
+
+#: How long a command waits for its agent's answer before it is answered 503.
+COMMAND_TIMEOUT_S = 2.0
+
+
+class MirrorFleet(Fleet):
+    """A ``Fleet`` that never advances: the agents' snapshots and records are written in."""
+
+    def __init__(self, config: FleetConfig, start_time: datetime) -> None:
+        self.owner: dict[str, int] = {}  # asset id → shard index (learnt from telemetry)
+        self._latest: datetime | None = None
+        super().__init__(config, start_time)
+        # Nothing is known of an asset until its agent reports: offline, not a made-up idle.
+        for cell in self._assets.values():
+            if cell.snapshot is not None:
+                cell.snapshot = cell.snapshot._replace(status=int(Status.OFFLINE))
+
+    @property
+    def now(self) -> datetime:
+        # The agents' simulated time (the newest tick seen), not a clock of our own.
+        return self._latest if self._latest is not None else super().now
+
+    def apply(self, batch: wire.TelemetryBatch) -> list[Snapshot]:
+        """Write the batch's snapshots in; returns those of assets this fleet has."""
+        known = []
+        for snap in batch.snapshots:
+            if not self.has_asset(snap.asset_id):
+                continue  # an asset the headend's assets.yaml does not list
+            self._cell(snap.asset_id).snapshot = snap
+            self.owner[snap.asset_id] = batch.shard
+            known.append(snap)
+        if known:
+            ts = known[-1].timestamp
+            if self._latest is None or ts > self._latest:
+                self._latest = ts
+        self.tick_count = max(self.tick_count, batch.tick)
+        self.sim_time_s = max(self.sim_time_s, batch.sim_time_s)
+        return known
+
+    def mark_offline(self, shard: int) -> list[Snapshot]:
+        """Status ``offline`` on every asset of ``shard`` (the rest of the snapshot is the
+        last one published, so SOC and MW stay readable)."""
+        out = []
+        for aid, owner in self.owner.items():
+            if owner == shard:
+                cell = self._cell(aid)
+                snap = cell.snapshot
+                if snap is not None and snap.status != Status.OFFLINE:
+                    cell.snapshot = snap._replace(status=int(Status.OFFLINE))
+                    out.append(cell.snapshot)
+        return out
+
+    def record(self, rec: DispatchRecord) -> None:
+        """An agent's record (new, or a new status of a known one): stored and passed to the
+        listeners (metrics, database) as if made here."""
+        if self._log.get(rec.id) == rec:
+            return  # the command's answer and the stream carry the same record
+        self._store(rec)
+
+
+class Headend(Runtime):
+    def __init__(
+        self,
+        settings: Settings,
+        fleet_config: FleetConfig,
+        register_map: RegisterMap,
+        *,
+        nats_url: str,
+        prefix: str = "bess",
+    ) -> None:
+        super().__init__(
+            settings.model_copy(update={"modbus_enabled": False}), fleet_config, register_map
+        )
+        self.bus = Bus(nats_url, Subjects(prefix), "bess-sim headend")
+        self._last_seen: dict[int, float] = {}  # shard → monotonic time of last message
+        self._offline: set[int] = set()
+
+    def _new_fleet(self, config: FleetConfig, start: datetime) -> Fleet:
+        return MirrorFleet(config, start)
+
+    @property
+    def mirror(self) -> MirrorFleet:
+        fleet = self.fleet
+        assert isinstance(fleet, MirrorFleet)
+        return fleet
+
+    async def _start_clock(self) -> None:
+        bus = await self._stack.enter_async_context(self.bus)
+        await bus.ensure_streams()
+        s = bus.subjects
+        await bus.subscribe_stream(s.telemetry("*"), self._on_telemetry)
+        await bus.subscribe_stream(s.dispatch_records("*"), self._on_record)
+        await bus.subscribe(s.heartbeat("*"), self._on_heartbeat)
+        task = asyncio.create_task(self._watch(), name="bess-headend-watch")
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+        self._stack.push_async_callback(stop)
+        log.info("headend: nats %s, prefix %s; waiting for agents", bus.url, s.prefix)
+
+    # ------------------------------------------------------------ incoming
+    def _seen(self, shard: int) -> None:
+        self._last_seen[shard] = time.monotonic()
+        if shard in self._offline:
+            self._offline.discard(shard)
+            log.info("headend: agent %d is back", shard)
+
+    async def _on_heartbeat(self, data: bytes) -> None:
+        self._seen(int(wire.loads(data)["shard"]))
+
+    async def _on_telemetry(self, data: bytes) -> None:
+        batch = wire.decode_snapshots(data)
+        self._seen(batch.shard)
+        snaps = self.mirror.apply(batch)
+        self._publish(snaps)
+
+    async def _on_record(self, data: bytes) -> None:
+        rec = wire.decode_record(wire.loads(data))
+        if self.fleet.has_asset(rec.asset_id):
+            self.mirror.record(rec)
+
+    def _publish(self, snaps: list[Snapshot]) -> None:
+        if not snaps:
+            return
+        for sink in self._sinks:
+            sink.publish(snaps)
+        self.metrics.ticks.inc()
+        self.metrics.sim_time.set(self.fleet.sim_time_s)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            for shard, seen in self._last_seen.items():
+                if shard not in self._offline and now - seen > wire.OFFLINE_AFTER_S:
+                    self._offline.add(shard)
+                    log.warning(
+                        "headend: agent %d silent for %.1f s: its assets are offline",
+                        shard,
+                        now - seen,
+                    )
+                    # Not passed to the sinks: the database and history hold what the agent
+                    # published (an offline row would repeat its last (asset_id, ts)).
+                    self.mirror.mark_offline(shard)
+
+    # ------------------------------------------------------------ commands
+    async def dispatch(self, req: DispatchRequest) -> DispatchRecord:
+        if not self.fleet.has_asset(req.asset_id):
+            raise UnknownAssetError(req.asset_id)
+        shard = self.mirror.owner.get(req.asset_id)
+        if shard is None:
+            raise AssetUnavailableError(f"asset {req.asset_id}: no agent has reported it yet")
+        if shard in self._offline:
+            raise AssetUnavailableError(f"asset {req.asset_id}: agent {shard} is offline")
+        try:
+            data = await self.bus.request(
+                self.bus.subjects.command(shard, "dispatch"),
+                wire.encode_request(req),
+                COMMAND_TIMEOUT_S,
+            )
+        except BusUnavailableError as exc:
+            raise AssetUnavailableError(f"asset {req.asset_id}: agent {shard}: {exc}") from None
+        answer = wire.loads(data)
+        if "record" in answer:
+            rec = wire.decode_record(answer["record"])
+            self.mirror.record(rec)
+            return rec
+        if answer.get("error") == "unknown_asset":
+            raise UnknownAssetError(req.asset_id)
+        raise AssetUnavailableError(f"agent {shard}: {answer.get('detail', answer)}")
