@@ -80,14 +80,20 @@ async def test_dispatch_modbus_and_agent_kill(cluster: Cluster, http: httpx.Asyn
         await until("A1 discharging on the headend", telemetry_moves)
 
         # A Modbus setpoint write on agent 1 is reported to the headend (source modbus).
-        wr = await mb2.write_registers(0, regs_f32(-3.0), device_id=1)
+        wr = await mb2.write_registers(0, regs_f32(-20.0), device_id=1)
         assert not wr.isError()
 
         async def modbus_record() -> bool:
             recs = (await http.get("/dispatches", params={"asset_id": A2})).json()
-            return any(x["source"] == "modbus" and x["mw"] == -3.0 for x in recs)
+            return any(x["source"] == "modbus" and x["mw"] == -20.0 for x in recs)
 
         await until("the Modbus dispatch of A2 on the headend", modbus_record)
+
+        # Charged well away from its initial SOC (25 MWh), so a restart that forgot it shows.
+        async def charged() -> bool:
+            return bool((await http.get(f"/telemetry/{A2}")).json()["soc_mwhr"] > 25.02)
+
+        await until("A2 charged by 0.02 MWh", charged)
 
         # SIGKILL agent 1: A2 and A4 offline within 3 s of the kill, commands to them 503.
         cluster.procs["agent1"].send_signal(signal.SIGKILL)
@@ -112,6 +118,23 @@ async def test_dispatch_modbus_and_agent_kill(cluster: Cluster, http: httpx.Asyn
             return bool((await http.get("/health")).json()["tick"] > tick)
 
         await until("ticks from agent 0 after the kill", still_ticking, START_TIMEOUT_S)
+
+        # Agent 1 restarted: resumes from its last published state, within one tick of SOC,
+        # with its dispatch in effect (the Modbus -20 MW of A2).
+        before = (await http.get(f"/telemetry/{A2}")).json()
+        cluster.start_agent(1, 2)
+        await cluster.wait_online(http, [A2, A4])
+        after = (await http.get(f"/telemetry/{A2}")).json()
+        assert after["setpoint_mw"] == -20.0
+        rows = (await http.get(f"/telemetry/{A2}/history", params={"limit": 1000})).json()
+        first = min(
+            (r for r in rows if r["timestamp"] > before["timestamp"]),
+            key=lambda r: r["timestamp"],
+        )
+        one_tick_mwh = 20 * 1.0 / 3600 / 0.95  # max_mw for one 1-s tick
+        assert abs(first["soc_mwhr"] - before["soc_mwhr"]) <= one_tick_mwh, (before, first)
+        r = await http.post("/dispatch", json={"asset_id": A2, "mw": 2})
+        assert r.status_code == 201, r.text
     finally:
         mb1.close()
         mb2.close()

@@ -12,12 +12,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from ..modbus.points import RegisterMap
 from ..runtime import Runtime
 from ..settings import Settings
-from ..sim import DispatchRecord, FleetConfig, Snapshot, UnknownAssetError
+from ..sim import DispatchRecord, DispatchStatus, FleetConfig, Snapshot, UnknownAssetError
 from . import wire
 from .bus import Bus
 from .wire import Shard, Subjects
@@ -52,7 +52,8 @@ class Agent(Runtime):
         super().__init__(settings, shard_config(fleet_config, shard), register_map)
         self.shard = shard
         self.bus = Bus(nats_url, Subjects(prefix), f"bess-sim agent {shard.index}/{shard.count}")
-        self._outbox: asyncio.Queue[tuple[str, bytes, str]] = asyncio.Queue()
+        # Bus operations in the order the tick made them (telemetry, records, KV), one at a time.
+        self._outbox: asyncio.Queue[tuple[str, Callable[[], Awaitable[None]]]] = asyncio.Queue()
         self.dropped_batches = 0
 
     async def _start_http(self) -> None:
@@ -62,6 +63,7 @@ class Agent(Runtime):
         bus = await self._stack.enter_async_context(self.bus)
         await bus.ensure_streams()
         subjects = bus.subjects
+        await self._resume()
         await bus.serve(subjects.command(self.shard.index, "dispatch"), self._on_dispatch)
         tasks = [
             asyncio.create_task(self._drain_outbox(), name="bess-agent-outbox"),
@@ -90,13 +92,68 @@ class Agent(Runtime):
         )
         await super()._start_clock()
 
+    # ------------------------------------------------------------ restart
+    async def _resume(self) -> None:
+        """Back to the last state this shard published (DESIGN §15): SOC, MW (and §10
+        temperature/MVAr) from its last telemetry message, the dispatch in effect from the KV
+        bucket; simulated time continues after the last published tick, so no (asset, tick)
+        repeats."""
+        bus = self.bus
+        data = await bus.last_message(
+            bus.subjects.telemetry_stream, bus.subjects.telemetry(self.shard.index)
+        )
+        if data is None:
+            return
+        batch = wire.decode_snapshots(data)
+        last = {s.asset_id: s for s in batch.snapshots if self.fleet.has_asset(s.asset_id)}
+        if not last:
+            return
+        last_ts = max(s.timestamp for s in last.values())
+        self.fleet.resume_at(last_ts)
+        active: dict[str, DispatchRecord] = {}
+        for aid, value in (await bus.kv_items()).items():
+            if aid in last:
+                active[aid] = wire.decode_record(wire.loads(value))
+        for aid, snap in last.items():
+            rec = active.get(aid)
+            remaining: float | None = None
+            if rec is not None and rec.duration_s is not None:
+                remaining = rec.duration_s - (last_ts - rec.submitted_at).total_seconds()
+                if remaining <= 0:
+                    rec = None  # it ended while the agent was down
+            self.fleet.restore(
+                aid,
+                soc_mwhr=snap.soc_mwhr,
+                current_mw=snap.current_mw,
+                active=rec,
+                remaining_s=remaining,
+                temperature_c=snap.temperature_c,
+                current_mvar=snap.current_mvar,
+            )
+        log.info(
+            "agent %d/%d: resumed %d assets (%d dispatches in effect) from %s",
+            self.shard.index,
+            self.shard.count,
+            len(last),
+            len(active),
+            last_ts.isoformat(),
+        )
+
     # ------------------------------------------------------------ outgoing
     def _enqueue(self, subject: str, payload: bytes, msg_id: str) -> None:
+        bus = self.bus
+
+        async def send() -> None:
+            await bus.publish_stream(subject, payload, msg_id)
+
+        self._enqueue_op(subject, send)
+
+    def _enqueue_op(self, what: str, op: Callable[[], Awaitable[None]]) -> None:
         if self._outbox.qsize() >= MAX_PENDING_BATCHES:
             self._outbox.get_nowait()
             self.dropped_batches += 1
-            log.warning("agent: bus backlog full; dropped %d batches", self.dropped_batches)
-        self._outbox.put_nowait((subject, payload, msg_id))
+            log.warning("agent: bus backlog full; dropped %d messages", self.dropped_batches)
+        self._outbox.put_nowait((what, op))
 
     def _enqueue_snapshots(self, snaps: Sequence[Snapshot]) -> None:
         payload = wire.encode_snapshots(
@@ -114,21 +171,37 @@ class Agent(Runtime):
             wire.dumps(wire.encode_record(rec)),
             wire.record_msg_id(rec),
         )
+        # The dispatch in effect per asset, for a restarted agent (``_resume``).
+        bus, aid = self.bus, rec.asset_id
+        if rec.status is DispatchStatus.ACCEPTED:
+            value = wire.dumps(wire.encode_record(rec))
+
+            async def put() -> None:
+                await bus.kv_put(aid, value)
+
+            self._enqueue_op(f"kv put {aid}", put)
+        elif self.fleet.has_asset(aid) and self.fleet.active_dispatch(aid) is None:
+
+            async def delete() -> None:
+                await bus.kv_delete(aid)
+
+            self._enqueue_op(f"kv delete {aid}", delete)
 
     async def _drain_outbox(self) -> None:
         while True:
-            subject, payload, msg_id = await self._outbox.get()
+            what, op = await self._outbox.get()
             while True:
                 try:
-                    await self.bus.publish_stream(subject, payload, msg_id)
+                    await op()
                     break
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     # NATS down or restarting: retry the same message (same id, so a publish
                     # that was stored but not acknowledged is not stored twice).
-                    log.warning("agent: publish to %s failed (%s); retrying", subject, exc)
+                    log.warning("agent: %s failed (%s); retrying", what, exc)
                     await asyncio.sleep(0.5)
+            self._outbox.task_done()
 
     async def _heartbeat(self) -> None:
         subject = self.bus.subjects.heartbeat(self.shard.index)

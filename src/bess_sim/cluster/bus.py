@@ -14,8 +14,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.api import DeliverPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.kv import KeyValue
 
 from .wire import Subjects
 
@@ -42,6 +43,7 @@ class Bus:
         self.subjects = subjects
         self._name = name
         self._nc: Client | None = None
+        self._kv: KeyValue | None = None
 
     async def __aenter__(self) -> Bus:
         async def on_error(exc: Exception) -> None:
@@ -101,8 +103,51 @@ class Bus:
                 # Exists with another config (an older version): update it in place.
                 await js.update_stream(cfg)
 
+    async def active_bucket(self) -> KeyValue:
+        """KV bucket of the dispatch in effect per asset (key = asset id), for restarts."""
+        if self._kv is None:
+            js = self.nc.jetstream()
+            self._kv = await js.create_key_value(
+                KeyValueConfig(bucket=self.subjects.active_bucket, storage=StorageType.FILE)
+            )
+        return self._kv
+
+    async def kv_put(self, key: str, value: bytes) -> None:
+        await (await self.active_bucket()).put(key, value)
+
+    async def kv_delete(self, key: str) -> None:
+        # A delete of an absent key only writes a tombstone: no error to handle.
+        await (await self.active_bucket()).delete(key)
+
+    async def kv_items(self) -> dict[str, bytes]:
+        kv = await self.active_bucket()
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            return {}
+        out = {}
+        for key in keys:
+            try:
+                entry = await kv.get(key)
+            except KeyNotFoundError:
+                continue
+            if entry.value:
+                out[key] = entry.value
+        return out
+
+    async def last_message(self, stream: str, subject: str) -> bytes | None:
+        try:
+            msg = await self.nc.jetstream().get_last_msg(stream, subject)
+        except NotFoundError:
+            return None
+        return msg.data
+
     async def delete_streams(self) -> None:
         js = self.nc.jetstream()
+        try:
+            await js.delete_key_value(self.subjects.active_bucket)
+        except Exception as exc:  # absent already
+            log.debug("nats: delete bucket: %s", exc)
         for name in (self.subjects.telemetry_stream, self.subjects.dispatch_stream):
             try:
                 await js.delete_stream(name)

@@ -36,6 +36,10 @@ class Subjects:
     def dispatch_stream(self) -> str:
         return f"{self.prefix.upper()}_DISPATCH"
 
+    @property
+    def active_bucket(self) -> str:
+        return f"{self.prefix.upper()}_ACTIVE"
+
     def telemetry(self, shard: int | str) -> str:
         return f"{self.prefix}.telemetry.{shard}"
 
