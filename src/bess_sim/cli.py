@@ -291,10 +291,6 @@ def _run_cluster(
     from .cluster.wire import Shard
     from .runtime import StartupError
 
-    if settings.clock == "manual":
-        print(f"bess-sim {args.command}: --clock manual is not supported in scale-out yet "
-              "(docs/scale-out.md)", file=sys.stderr)  # fmt: skip
-        return EXIT_CONFIG
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             if args.command == "agent":

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from ..modbus.points import RegisterMap
-from ..runtime import Runtime
+from ..runtime import ClockModeError, Runtime, TickFailedError
 from ..settings import Settings
 from ..sim import DispatchRecord, DispatchStatus, FleetConfig, Snapshot, UnknownAssetError
 from . import wire
@@ -65,6 +65,7 @@ class Agent(Runtime):
         subjects = bus.subjects
         await self._resume()
         await bus.serve(subjects.command(self.shard.index, "dispatch"), self._on_dispatch)
+        await bus.serve(subjects.command(self.shard.index, "step"), self._on_step)
         tasks = [
             asyncio.create_task(self._drain_outbox(), name="bess-agent-outbox"),
             asyncio.create_task(self._heartbeat(), name="bess-agent-heartbeat"),
@@ -151,6 +152,7 @@ class Agent(Runtime):
     def _enqueue_op(self, what: str, op: Callable[[], Awaitable[None]]) -> None:
         if self._outbox.qsize() >= MAX_PENDING_BATCHES:
             self._outbox.get_nowait()
+            self._outbox.task_done()
             self.dropped_batches += 1
             log.warning("agent: bus backlog full; dropped %d messages", self.dropped_batches)
         self._outbox.put_nowait((what, op))
@@ -217,6 +219,10 @@ class Agent(Runtime):
             await asyncio.sleep(wire.HEARTBEAT_S)
 
     # ------------------------------------------------------------ commands
+    async def _on_step(self, data: bytes) -> bytes:
+        """Manual clock (DESIGN §15): step as told, answer once published."""
+        return await _on_step_impl(self, data)
+
     async def _on_dispatch(self, data: bytes) -> bytes:
         try:
             req = wire.decode_request(data)
@@ -227,6 +233,21 @@ class Agent(Runtime):
         except UnknownAssetError:
             return wire.dumps({"error": "unknown_asset", "detail": f"unknown asset {req.asset_id}"})
         return wire.dumps({"record": wire.encode_record(rec)})
+
+
+async def _on_step_impl(agent: Agent, data: bytes) -> bytes:
+    try:
+        seconds = float(wire.loads(data)["seconds"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return wire.dumps({"error": f"bad step request: {exc}"})
+    try:
+        ticks = await agent.step(seconds)
+    except (ClockModeError, TickFailedError) as exc:
+        return wire.dumps({"error": f"agent {agent.shard.index}: {exc}"})
+    # Acknowledged once this step's telemetry and records are in JetStream: the headend then
+    # waits to have mirrored them, so a read after /sim/step sees the stepped fleet.
+    await agent._outbox.join()
+    return wire.dumps({"ticks": ticks, "tick": agent.fleet.tick_count})
 
 
 class _TelemetryPublisher:

@@ -162,15 +162,24 @@ class Bus:
     async def publish(self, subject: str, payload: bytes) -> None:
         await self.nc.publish(subject, payload)
 
-    async def subscribe_stream(self, subject: str, handler: Handler) -> None:
+    async def subscribe_stream(
+        self, subject: str, handler: Handler, *, last_per_subject: bool = False
+    ) -> None:
         """Every message from now on (an ordered, ephemeral consumer: it re-creates itself
-        after a NATS restart and never delivers out of order)."""
+        after a NATS restart and never delivers out of order); ``last_per_subject`` starts
+        with the newest message already stored on each subject (the state agents published
+        before this subscriber came up)."""
 
         async def cb(msg: Msg) -> None:
             await handler(msg.data)
 
         await self.nc.jetstream().subscribe(
-            subject, cb=cb, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+            subject,
+            cb=cb,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT
+            if last_per_subject
+            else DeliverPolicy.NEW,
         )
 
     async def subscribe(self, subject: str, handler: Handler) -> None:

@@ -16,8 +16,9 @@ import time
 from datetime import datetime
 
 from ..api.ports import AssetUnavailableError
+from ..clock import ManualClock
 from ..modbus.points import RegisterMap
-from ..runtime import Runtime
+from ..runtime import ClockModeError, Runtime
 from ..settings import Settings
 from ..sim import DispatchRecord, DispatchRequest, Fleet, FleetConfig, Snapshot, UnknownAssetError
 from ..sim.model import Status
@@ -102,6 +103,8 @@ class Headend(Runtime):
         self.bus = Bus(nats_url, Subjects(prefix), "bess-sim headend")
         self._last_seen: dict[int, float] = {}  # shard → monotonic time of last message
         self._offline: set[int] = set()
+        self._shard_count: int | None = None  # N, from the agents' heartbeats
+        self._shard_tick: dict[int, int] = {}  # shard → newest tick mirrored
 
     def _new_fleet(self, config: FleetConfig, start: datetime) -> Fleet:
         return MirrorFleet(config, start)
@@ -116,7 +119,9 @@ class Headend(Runtime):
         bus = await self._stack.enter_async_context(self.bus)
         await bus.ensure_streams()
         s = bus.subjects
-        await bus.subscribe_stream(s.telemetry("*"), self._on_telemetry)
+        # The last batch of every shard first: agents that started before the headend (or
+        # kept running while it restarted) are shown at once, not at their next tick.
+        await bus.subscribe_stream(s.telemetry("*"), self._on_telemetry, last_per_subject=True)
         await bus.subscribe_stream(s.dispatch_records("*"), self._on_record)
         await bus.subscribe(s.heartbeat("*"), self._on_heartbeat)
         task = asyncio.create_task(self._watch(), name="bess-headend-watch")
@@ -137,11 +142,14 @@ class Headend(Runtime):
             log.info("headend: agent %d is back", shard)
 
     async def _on_heartbeat(self, data: bytes) -> None:
-        self._seen(int(wire.loads(data)["shard"]))
+        hb = wire.loads(data)
+        self._shard_count = int(hb["of"])
+        self._seen(int(hb["shard"]))
 
     async def _on_telemetry(self, data: bytes) -> None:
         batch = wire.decode_snapshots(data)
         self._seen(batch.shard)
+        self._shard_tick[batch.shard] = max(self._shard_tick.get(batch.shard, 0), batch.tick)
         snaps = self.mirror.apply(batch)
         self._publish(snaps)
 
@@ -175,6 +183,46 @@ class Headend(Runtime):
                     self.mirror.mark_offline(shard)
 
     # ------------------------------------------------------------ commands
+    async def step(self, seconds: float) -> int:
+        """Manual clock: every agent steps ``seconds`` and acknowledges; answered once the
+        stepped telemetry of every shard is mirrored here."""
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise ClockModeError("the clock is real-time; start with --clock manual to step")
+        n = self._shard_count
+        if n is None:
+            raise AssetUnavailableError("no agent has reported yet: nothing to step")
+        missing = [k for k in range(n) if k not in self._last_seen or k in self._offline]
+        if missing:
+            raise AssetUnavailableError(f"agent(s) {missing} of {n} offline: the fleet cannot step")
+        timeout_s = 10.0 + 0.05 * len(clock.chunks(seconds))
+        async with self._step_lock:
+            answers = await asyncio.gather(
+                *(
+                    self.bus.request(
+                        self.bus.subjects.command(k, "step"),
+                        wire.dumps({"seconds": seconds}),
+                        timeout_s,
+                    )
+                    for k in range(n)
+                ),
+                return_exceptions=True,
+            )
+            ticks = 0
+            for k, answer in enumerate(answers):
+                if isinstance(answer, BaseException):
+                    raise AssetUnavailableError(f"agent {k}: step not acknowledged: {answer}")
+                body = wire.loads(answer)
+                if "error" in body:
+                    raise AssetUnavailableError(str(body["error"]))
+                ticks = int(body["ticks"])
+                deadline = time.monotonic() + timeout_s
+                while self._shard_tick.get(k, -1) < int(body["tick"]):
+                    if time.monotonic() > deadline:
+                        raise AssetUnavailableError(f"agent {k}: stepped telemetry not received")
+                    await asyncio.sleep(0.01)
+        return ticks
+
     async def dispatch(self, req: DispatchRequest) -> DispatchRecord:
         if not self.fleet.has_asset(req.asset_id):
             raise UnknownAssetError(req.asset_id)
