@@ -45,6 +45,7 @@ class Cluster:
     modbus_ports: list[int]
     http_port: int
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    nats_url: str = NATS_URL
 
     @property
     def base_url(self) -> str:
@@ -55,7 +56,7 @@ class Cluster:
         cmd = [
             sys.executable, "-m", "bess_sim", *args,
             "--assets", str(self.assets_file),
-            "--nats", NATS_URL, "--nats-prefix", self.prefix,
+            "--nats", self.nats_url, "--nats-prefix", self.prefix,
         ]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         self.procs[name] = proc
@@ -114,12 +115,62 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        asyncio.run(_delete_streams(c.prefix))
+        if c.nats_url == NATS_URL:  # a test's own server goes with its temporary store
+            asyncio.run(_delete_streams(c.prefix))
 
 
 async def _delete_streams(prefix: str) -> None:
     async with Bus(NATS_URL, Subjects(prefix), "bess-sim test cleanup") as bus:
         await bus.delete_streams()
+
+
+@dataclass
+class OwnNats:
+    """A nats-server of this test only (JetStream, file store in the test's tmp dir), so a
+    test may restart it without disturbing anyone else's use of the shared server."""
+
+    port: int
+    store: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"nats-server did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[OwnNats]:
+    n = OwnNats(free_port(), tmp_path / "nats-store", tmp_path / "nats.log")
+    n.start()
+    try:
+        yield n
+    finally:
+        n.stop()
 
 
 @pytest.fixture
