@@ -131,6 +131,14 @@ class Runtime:
         forwards it to the agent that owns the asset."""
         return self.fleet.dispatch(req)
 
+    async def asset_command(self, asset_id: str, command: Literal["trip", "reset"]) -> Snapshot:
+        """Trip or reset one asset (DESIGN §11); the telemetry right after."""
+        if command == "trip":
+            self.fleet.trip(asset_id)
+        else:
+            self.fleet.reset_fault(asset_id)
+        return self.fleet.snapshot(asset_id)
+
     def _comm_event(self, asset_id: str | None, port: int, kind: str) -> None:
         for cb in list(self._comm_listeners):
             cb(asset_id, port, kind)

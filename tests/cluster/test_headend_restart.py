@@ -48,3 +48,14 @@ async def test_agents_keep_answering_while_the_headend_is_down(
     assert t["setpoint_mw"] == 4.0 and t["status"] == "discharging"
     r = await http.post("/dispatch", json={"asset_id": IDS[1], "mw": 0})
     assert r.status_code == 201, r.text
+
+    # Trip and reset go to the owning agent too (DESIGN §11 over request–reply).
+    r = await http.post(f"/assets/{IDS[2]}/trip")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "fault" and "trip" in r.json()["alarms"]
+    r = await http.post("/dispatch", json={"asset_id": IDS[2], "mw": 1})
+    assert r.status_code == 422 and "tripped" in r.json()["detail"], r.text
+    r = await http.post(f"/assets/{IDS[2]}/reset")
+    assert r.status_code == 200 and r.json()["status"] != "fault", r.text
+    r = await http.post("/dispatch", json={"asset_id": IDS[2], "mw": 1})
+    assert r.status_code == 201, r.text

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from ..scenario.host import ScenarioHost
 
 
+#: Commands on one asset besides dispatch (POST /assets/{id}/trip, /reset).
+AssetCommand = Literal["trip", "reset"]
+
+
 class AssetUnavailableError(Exception):
     """The asset exists but nothing can act on it now (scale-out: its agent is offline,
     DESIGN §15): answered 503 with the reason."""
@@ -40,6 +44,8 @@ class Supervisor(Protocol):
     async def step(self, seconds: float) -> int: ...
 
     async def dispatch(self, req: DispatchRequest) -> DispatchRecord: ...
+
+    async def asset_command(self, asset_id: str, command: AssetCommand) -> Snapshot: ...
 
     async def history(self, query: HistoryQuery) -> list[Snapshot]: ...
 

@@ -66,6 +66,7 @@ class Agent(Runtime):
         await self._resume()
         await bus.serve(subjects.command(self.shard.index, "dispatch"), self._on_dispatch)
         await bus.serve(subjects.command(self.shard.index, "step"), self._on_step)
+        await bus.serve(subjects.command(self.shard.index, "asset"), self._on_asset_command)
         tasks = [
             asyncio.create_task(self._drain_outbox(), name="bess-agent-outbox"),
             asyncio.create_task(self._heartbeat(), name="bess-agent-heartbeat"),
@@ -222,6 +223,21 @@ class Agent(Runtime):
     async def _on_step(self, data: bytes) -> bytes:
         """Manual clock (DESIGN §15): step as told, answer once published."""
         return await _on_step_impl(self, data)
+
+    async def _on_asset_command(self, data: bytes) -> bytes:
+        body = wire.loads(data)
+        aid, command = str(body.get("asset_id")), body.get("command")
+        if command not in ("trip", "reset"):
+            return wire.dumps({"error": "bad_request", "detail": f"unknown command {command!r}"})
+        try:
+            snap = await self.asset_command(aid, "trip" if command == "trip" else "reset")
+        except UnknownAssetError:
+            return wire.dumps({"error": "unknown_asset", "detail": f"unknown asset {aid}"})
+        # The changed snapshot goes to the headend in the answer and, like a tick, to the
+        # telemetry stream only at the next tick (a tick's message id names its timestamp).
+        return wire.encode_snapshots(
+            self.shard, self.fleet.tick_count, self.fleet.sim_time_s, [snap]
+        )
 
     async def _on_dispatch(self, data: bytes) -> bytes:
         try:

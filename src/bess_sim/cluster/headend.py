@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from datetime import datetime
+from typing import Literal
 
 from ..api.ports import AssetUnavailableError
 from ..clock import ManualClock
@@ -223,22 +224,37 @@ class Headend(Runtime):
                     await asyncio.sleep(0.01)
         return ticks
 
-    async def dispatch(self, req: DispatchRequest) -> DispatchRecord:
-        if not self.fleet.has_asset(req.asset_id):
-            raise UnknownAssetError(req.asset_id)
-        shard = self.mirror.owner.get(req.asset_id)
+    async def _ask_owner(self, asset_id: str, command: str, payload: bytes) -> tuple[int, bytes]:
+        if not self.fleet.has_asset(asset_id):
+            raise UnknownAssetError(asset_id)
+        shard = self.mirror.owner.get(asset_id)
         if shard is None:
-            raise AssetUnavailableError(f"asset {req.asset_id}: no agent has reported it yet")
+            raise AssetUnavailableError(f"asset {asset_id}: no agent has reported it yet")
         if shard in self._offline:
-            raise AssetUnavailableError(f"asset {req.asset_id}: agent {shard} is offline")
+            raise AssetUnavailableError(f"asset {asset_id}: agent {shard} is offline")
         try:
             data = await self.bus.request(
-                self.bus.subjects.command(shard, "dispatch"),
-                wire.encode_request(req),
-                COMMAND_TIMEOUT_S,
+                self.bus.subjects.command(shard, command), payload, COMMAND_TIMEOUT_S
             )
         except BusUnavailableError as exc:
-            raise AssetUnavailableError(f"asset {req.asset_id}: agent {shard}: {exc}") from None
+            raise AssetUnavailableError(f"asset {asset_id}: agent {shard}: {exc}") from None
+        return shard, data
+
+    async def asset_command(self, asset_id: str, command: Literal["trip", "reset"]) -> Snapshot:
+        shard, data = await self._ask_owner(
+            asset_id, "asset", wire.dumps({"asset_id": asset_id, "command": command})
+        )
+        if data.startswith(b'{"error"'):
+            answer = wire.loads(data)
+            if answer["error"] == "unknown_asset":
+                raise UnknownAssetError(asset_id)
+            raise AssetUnavailableError(f"agent {shard}: {answer.get('detail', answer)}")
+        batch = wire.decode_snapshots(data)
+        self.mirror.apply(batch)
+        return self.fleet.snapshot(asset_id)
+
+    async def dispatch(self, req: DispatchRequest) -> DispatchRecord:
+        shard, data = await self._ask_owner(req.asset_id, "dispatch", wire.encode_request(req))
         answer = wire.loads(data)
         if "record" in answer:
             rec = wire.decode_record(answer["record"])
