@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import uvicorn
+from fastapi import FastAPI
 
 from .api.app import create_app
 from .api.protocol import header_timeout_protocol
@@ -373,6 +374,9 @@ class Runtime:
         self.fault_wiring.attach(service)
         log.info("faults: comm faults seeded with %d (--seed)", s.seed)
 
+    def _create_app(self) -> FastAPI:
+        return create_app(self)
+
     async def _start_http(self) -> None:
         s = self.settings
         try:
@@ -382,7 +386,7 @@ class Runtime:
                 f"HTTP port {s.http_host}:{s.http_port} cannot be bound: {exc.strerror or exc}"
             ) from None
         self.http_port = sock.getsockname()[1]
-        app = create_app(self)
+        app = self._create_app()
         config = uvicorn.Config(
             app,
             log_level="warning",

@@ -59,3 +59,10 @@ async def test_agents_keep_answering_while_the_headend_is_down(
     assert r.status_code == 200 and r.json()["status"] != "fault", r.text
     r = await http.post("/dispatch", json={"asset_id": IDS[2], "mw": 1})
     assert r.status_code == 201, r.text
+
+    # Not forwarded yet: refused (501), never applied to the headend's mirror only.
+    r = await http.post("/faults", json={"kind": "modbus_offline", "asset_id": IDS[0]})
+    assert r.status_code == 501, r.text
+    r = await http.delete(f"/assets/{IDS[0]}")
+    assert r.status_code == 501, r.text
+    assert (await http.get(f"/assets/{IDS[0]}")).status_code == 200

@@ -12,9 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Literal
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
 from ..api.ports import AssetUnavailableError
 from ..clock import ManualClock
@@ -28,6 +33,10 @@ from .bus import Bus, BusUnavailableError
 from .wire import Subjects
 
 log = logging.getLogger("bess_sim.cluster")
+
+#: Mutating routes not yet forwarded to the agents: faults (§11), grid, registration (§14),
+#: scenarios (§12). Dispatch, trip/reset and /sim/step are forwarded.
+_NOT_FORWARDED = re.compile(r"^/(faults(/.*)?|grid|sites(/.*)?|assets(/[^/]+)?|scenarios(/.*)?)/?$")
 
 #: How long a command waits for its agent's answer before it is answered 503.
 COMMAND_TIMEOUT_S = 2.0
@@ -106,6 +115,29 @@ class Headend(Runtime):
         self._offline: set[int] = set()
         self._shard_count: int | None = None  # N, from the agents' heartbeats
         self._shard_tick: dict[int, int] = {}  # shard → newest tick mirrored
+
+    def _create_app(self) -> FastAPI:
+        app = super()._create_app()
+
+        @app.middleware("http")
+        async def not_forwarded(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
+            # Changes the agents do not receive yet would change only this mirror and be
+            # overwritten by the next tick: refused, not half-applied (docs/scale-out.md).
+            if request.method in ("POST", "PUT", "DELETE") and _NOT_FORWARDED.match(
+                request.url.path
+            ):
+                return JSONResponse(
+                    {
+                        "detail": f"{request.method} {request.url.path} is not available on "
+                        "the scale-out headend yet (docs/scale-out.md); use bess-sim run"
+                    },
+                    status_code=501,
+                )
+            return await call_next(request)
+
+        return app
 
     def _new_fleet(self, config: FleetConfig, start: datetime) -> Fleet:
         return MirrorFleet(config, start)
