@@ -53,6 +53,7 @@ async def test_step_is_acknowledged_by_every_agent(
     cluster.procs["agent1"].send_signal(signal.SIGKILL)
     cluster.procs["agent1"].wait(timeout=10)
     await asyncio.sleep(3.0)
+    assert (await http.get(f"/telemetry/{A2}")).json()["status"] == "offline"
     r = await http.post("/sim/step", json={"seconds": 1})
     assert r.status_code == 503, r.text
     assert "offline" in r.json()["detail"]
