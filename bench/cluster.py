@@ -14,6 +14,7 @@ one run only: the machine is shared. Not the issue-14 grid (10k/40k/100k assets 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import subprocess
@@ -108,6 +109,16 @@ def _topology(
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if agents:
+            asyncio.run(_delete_streams(prefix))
+
+
+async def _delete_streams(prefix: str) -> None:
+    from bess_sim.cluster.bus import Bus
+    from bess_sim.cluster.wire import Subjects
+
+    async with Bus(NATS, Subjects(prefix), "bench cleanup") as bus:
+        await bus.delete_streams()
 
 
 def main() -> None:
