@@ -44,32 +44,49 @@ def _parser() -> argparse.ArgumentParser:
             "--register-map", type=Path, help="register_map.yaml (env BESS_REGISTER_MAP)"
         )
 
+    def run_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--http-host", help="HTTP bind address (default 127.0.0.1)")
+        sp.add_argument("--http-port", type=int, help="HTTP port (default 3001)")
+        sp.add_argument("--modbus-host", help="Modbus bind address (default 127.0.0.1)")
+        sp.add_argument("--modbus-max-connections", type=int,
+                     help="connections per Modbus port (default 100)")  # fmt: skip
+        sp.add_argument("--modbus-idle-timeout", dest="modbus_idle_timeout_s", type=float,
+                     help="close idle Modbus connections after s (default 300, 0 off)")  # fmt: skip
+        sp.add_argument("--modbus-frame-timeout", dest="modbus_frame_timeout_s", type=float,
+                     help="close half-sent requests after s (default 10, 0 off)")  # fmt: skip
+        sp.add_argument("--modbus-backlog", type=int,
+                     help="listen backlog of each Modbus port (default 1024)")  # fmt: skip
+        sp.add_argument("--tick-interval", dest="tick_interval_s", type=float,
+                     help="seconds between ticks (default 1.0)")  # fmt: skip
+        sp.add_argument("--speed", type=float, help="simulated seconds per wall second (default 1)")
+        sp.add_argument("--clock", choices=["realtime", "manual"], help="manual: POST /sim/step")
+        sp.add_argument("--start-time", help="simulated UTC start, ISO 8601 (default: now)")
+        sp.add_argument("--database-url", help="PostgreSQL URL (env DATABASE_URL)")
+        sp.add_argument("--reset-db", action="store_true", default=None,
+                     help="truncate tables first (env RESET_DB=1)")  # fmt: skip
+        sp.add_argument("--seed", type=int,
+                     help="seed of random comm faults (default 1)")  # fmt: skip
+        sp.add_argument("--history-size", type=int, help="in-memory snapshots kept per asset")
+        sp.add_argument("--log-level", help="debug|info|warning|error (env LOG_LEVEL)")
+
     run = sub.add_parser("run", help="start the simulator")
     files(run)
-    run.add_argument("--http-host", help="HTTP bind address (default 127.0.0.1)")
-    run.add_argument("--http-port", type=int, help="HTTP port (default 3001)")
-    run.add_argument("--modbus-host", help="Modbus bind address (default 127.0.0.1)")
-    run.add_argument("--modbus-max-connections", type=int,
-                     help="connections per Modbus port (default 100)")  # fmt: skip
-    run.add_argument("--modbus-idle-timeout", dest="modbus_idle_timeout_s", type=float,
-                     help="close idle Modbus connections after s (default 300, 0 off)")  # fmt: skip
-    run.add_argument("--modbus-frame-timeout", dest="modbus_frame_timeout_s", type=float,
-                     help="close half-sent requests after s (default 10, 0 off)")  # fmt: skip
-    run.add_argument("--modbus-backlog", type=int,
-                     help="listen backlog of each Modbus port (default 1024)")  # fmt: skip
-    run.add_argument("--tick-interval", dest="tick_interval_s", type=float,
-                     help="seconds between ticks (default 1.0)")  # fmt: skip
-    run.add_argument("--speed", type=float, help="simulated seconds per wall second (default 1)")
-    run.add_argument("--clock", choices=["realtime", "manual"], help="manual: POST /sim/step")
-    run.add_argument("--start-time", help="simulated UTC start, ISO 8601 (default: now)")
-    run.add_argument("--database-url", help="PostgreSQL URL (env DATABASE_URL)")
-    run.add_argument("--reset-db", action="store_true", default=None,
-                     help="truncate tables first (env RESET_DB=1)")  # fmt: skip
-    run.add_argument("--seed", type=int,
-                     help="seed of random comm faults (default 1)")  # fmt: skip
-    run.add_argument("--history-size", type=int, help="in-memory snapshots kept per asset")
-    run.add_argument("--log-level", help="debug|info|warning|error (env LOG_LEVEL)")
+    run_options(run)
     run.add_argument("--scenario", type=Path, help="run this scenario file live (DESIGN §12)")
+
+    for name, text in (
+        ("headend", "scale-out: REST/WebSocket/dashboard/database over NATS (DESIGN §15)"),
+        ("agent", "scale-out: tick loop and Modbus of one shard of the assets (DESIGN §15)"),
+    ):
+        sp = sub.add_parser(name, help=text)
+        files(sp)
+        run_options(sp)
+        sp.add_argument("--nats", default="nats://127.0.0.1:4222",
+                        help="NATS server URL (JetStream enabled)")  # fmt: skip
+        sp.add_argument("--nats-prefix", default="bess",
+                        help="subject/stream prefix (one per cluster)")  # fmt: skip
+        if name == "agent":
+            sp.add_argument("--shard", required=True, help="K/N: assets at index mod N == K")
 
     scen = sub.add_parser("scenario", help="scenario files (DESIGN §12)")
     scen_sub = scen.add_subparsers(dest="scenario_command", required=True)
@@ -248,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "scenario":
         assert plan is not None and scenario_path is not None
         return _run_scenario(settings, fleet, regmap, plan, scenario_path, args.report)
+    if args.command in ("agent", "headend"):
+        return _run_cluster(args, settings, fleet, regmap)
     from .runtime import StartupError, serve  # heavy imports only for `run`
 
     live = None
@@ -257,6 +276,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(settings, fleet, regmap, scenario=live))
+    except StartupError as exc:
+        print(f"bess-sim: cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def _run_cluster(
+    args: argparse.Namespace, settings: Settings, fleet: FleetConfig, regmap: RegisterMap
+) -> int:
+    from .cluster.serve import serve_agent, serve_headend
+    from .cluster.wire import Shard
+    from .runtime import StartupError
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            if args.command == "agent":
+                try:
+                    shard = Shard.parse(args.shard)
+                except ValueError as exc:
+                    print(f"bess-sim agent: {exc}", file=sys.stderr)
+                    return EXIT_CONFIG
+                runner.run(serve_agent(settings, fleet, regmap, args.nats, args.nats_prefix, shard))
+            else:
+                runner.run(serve_headend(settings, fleet, regmap, args.nats, args.nats_prefix))
     except StartupError as exc:
         print(f"bess-sim: cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG

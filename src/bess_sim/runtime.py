@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import uvicorn
+from fastapi import FastAPI
 
 from .api.app import create_app
 from .api.protocol import header_timeout_protocol
@@ -38,7 +39,7 @@ from .registry import Registry
 from .scenario.host import ScenarioHost
 from .scenario.target import CommListener, RuntimeTarget
 from .settings import Settings
-from .sim import DispatchRecord, Fleet, FleetConfig, HistoryBuffer, Snapshot
+from .sim import DispatchRecord, DispatchRequest, Fleet, FleetConfig, HistoryBuffer, Snapshot
 from .sim.history import HistoryQuery, bucket_snapshots
 from .sim.model import TelemetrySink
 from .tickgate import SWITCH_INTERVAL_S, TickGate, lower_thread_priority
@@ -90,7 +91,7 @@ class Runtime:
         start = start_time or settings.start_time or datetime.now(UTC).replace(microsecond=0)
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
-        self.fleet = Fleet(fleet_config, start)
+        self.fleet = self._new_fleet(fleet_config, start)
         self.metrics = Metrics()
         self.fleet.add_dispatch_listener(self._count_dispatch)
         self.history_buffer = HistoryBuffer(
@@ -137,6 +138,23 @@ class Runtime:
         # Fault effects on the wire (drops, delays, refusals, 0x0B) reach the same listeners.
         self.faults.add_comm_listener(self._comm_event)
         self.scenarios = ScenarioHost(RuntimeTarget(self))
+
+    def _new_fleet(self, config: FleetConfig, start: datetime) -> Fleet:
+        # The scale-out headend (cluster/headend.py) hands in a mirror of its agents' fleets.
+        return Fleet(config, start)
+
+    async def dispatch(self, req: DispatchRequest) -> DispatchRecord:
+        """Validate and apply one dispatch (DESIGN §4); async because the scale-out headend
+        forwards it to the agent that owns the asset."""
+        return self.fleet.dispatch(req)
+
+    async def asset_command(self, asset_id: str, command: Literal["trip", "reset"]) -> Snapshot:
+        """Trip or reset one asset (DESIGN §11); the telemetry right after."""
+        if command == "trip":
+            self.fleet.trip(asset_id)
+        else:
+            self.fleet.reset_fault(asset_id)
+        return self.fleet.snapshot(asset_id)
 
     def _comm_event(self, asset_id: str | None, port: int, kind: str) -> None:
         for cb in list(self._comm_listeners):
@@ -321,6 +339,10 @@ class Runtime:
             await self._start_modbus()
         await self._start_http()
         self._stack.push_async_callback(self.scenarios.aclose)
+        await self._start_clock()
+
+    async def _start_clock(self) -> None:
+        s = self.settings
         if isinstance(self.clock, RealTimeClock):
             log.info(
                 "clock: real time, tick %.3g s, speed %gx, start %s",
@@ -424,6 +446,9 @@ class Runtime:
         self.fault_wiring.attach(service)
         log.info("faults: comm faults seeded with %d (--seed)", s.seed)
 
+    def _create_app(self) -> FastAPI:
+        return create_app(self)
+
     async def _start_http(self) -> None:
         s = self.settings
         try:
@@ -433,7 +458,7 @@ class Runtime:
                 f"HTTP port {s.http_host}:{s.http_port} cannot be bound: {exc.strerror or exc}"
             ) from None
         self.http_port = sock.getsockname()[1]
-        app = create_app(self)
+        app = self._create_app()
         config = uvicorn.Config(
             app,
             log_level="warning",
@@ -487,6 +512,7 @@ async def serve(
     register_map: RegisterMap,
     *,
     scenario: tuple[str, str] | None = None,
+    factory: Callable[[Settings, FleetConfig, RegisterMap], Runtime] = Runtime,
 ) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly; ``scenario`` (text, source), already
     validated by the CLI, starts once everything is up."""
@@ -498,7 +524,7 @@ async def serve(
     for sig in previous:
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with Runtime(settings, fleet_config, register_map) as rt:
+        async with factory(settings, fleet_config, register_map) as rt:
             log.info("ready")
             if scenario is not None:
                 rt.scenarios.start(*scenario)

@@ -9,12 +9,21 @@ from ..clock import ManualClock, RealTimeClock
 from ..faults import FaultBook
 from ..metrics import Metrics
 from ..settings import Settings
-from ..sim import Fleet, HistoryQuery, Snapshot
+from ..sim import DispatchRecord, DispatchRequest, Fleet, HistoryQuery, Snapshot
 from ..sim.model import TelemetrySink
 
 if TYPE_CHECKING:
     from ..registry import Registry
     from ..scenario.host import ScenarioHost
+
+
+#: Commands on one asset besides dispatch (POST /assets/{id}/trip, /reset).
+AssetCommand = Literal["trip", "reset"]
+
+
+class AssetUnavailableError(Exception):
+    """The asset exists but nothing can act on it now (scale-out: its agent is offline,
+    DESIGN §15): answered 503 with the reason."""
 
 
 class Supervisor(Protocol):
@@ -33,6 +42,10 @@ class Supervisor(Protocol):
     def failure(self) -> str | None: ...
 
     async def step(self, seconds: float) -> int: ...
+
+    async def dispatch(self, req: DispatchRequest) -> DispatchRecord: ...
+
+    async def asset_command(self, asset_id: str, command: AssetCommand) -> Snapshot: ...
 
     async def history(self, query: HistoryQuery) -> list[Snapshot]: ...
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -14,7 +14,7 @@ from pydantic import BeforeValidator
 from ..sim import AssetSpec, HistoryQuery, UnknownAssetError
 from .auth import require_token
 from .errors import R401, R404_ASSET, R422, validation_error
-from .ports import Supervisor
+from .ports import AssetCommand, AssetUnavailableError, Supervisor
 from .schemas import AssetOut, ErrorOut, SiteOut, TelemetryOut
 
 log = logging.getLogger("bess_sim.api")
@@ -74,6 +74,20 @@ def history_spec(sup: Supervisor, asset_id: UUID) -> AssetSpec:
     return retired if retired is not None else asset_spec(sup, asset_id)
 
 
+R503_AGENT: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorOut, "description": "Scale-out headend only: the asset's agent is offline."}
+}
+
+
+async def _command(sup: Supervisor, asset_id: UUID, command: AssetCommand) -> TelemetryOut:
+    spec = asset_spec(sup, asset_id)
+    try:
+        snap = await sup.asset_command(spec.id, command)
+    except AssetUnavailableError as exc:
+        raise HTTPException(503, str(exc)) from None
+    return TelemetryOut.of(sup.faults.present_one(snap, "rest"))
+
+
 def build_router(sup: Supervisor) -> APIRouter:
     router = APIRouter()
     auth = [Depends(require_token(sup.settings.api_token))]
@@ -123,13 +137,11 @@ def build_router(sup: Supervisor) -> APIRouter:
         "with status `interrupted`, the `trip` alarm is set, status reads `fault` and new "
         "dispatches are rejected until `POST /assets/{id}/reset` (or a Modbus `fault_reset` "
         "write). Returns the telemetry right after the trip.",
-        responses={**R401, **R404_ASSET, **R422},
+        responses={**R401, **R404_ASSET, **R422, **R503_AGENT},
         dependencies=auth,
     )
     async def trip(asset_id: AssetId) -> TelemetryOut:
-        spec = asset_spec(sup, asset_id)
-        sup.fleet.trip(spec.id)
-        return TelemetryOut.of(sup.faults.present_one(sup.fleet.snapshot(spec.id), "rest"))
+        return await _command(sup, asset_id, "trip")
 
     @router.post(
         "/assets/{asset_id}/reset",
@@ -138,13 +150,11 @@ def build_router(sup: Supervisor) -> APIRouter:
         tags=["fault injection"],
         description="Clears the trip (and the `trip` alarm); the asset stays at setpoint 0 "
         "until dispatched again. Resetting an asset that is not tripped is a no-op.",
-        responses={**R401, **R404_ASSET, **R422},
+        responses={**R401, **R404_ASSET, **R422, **R503_AGENT},
         dependencies=auth,
     )
     async def reset(asset_id: AssetId) -> TelemetryOut:
-        spec = asset_spec(sup, asset_id)
-        sup.fleet.reset_fault(spec.id)
-        return TelemetryOut.of(sup.faults.present_one(sup.fleet.snapshot(spec.id), "rest"))
+        return await _command(sup, asset_id, "reset")
 
     @router.get(
         "/telemetry/{asset_id}",

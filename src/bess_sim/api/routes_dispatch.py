@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from ..sim import DispatchRequest, DispatchSource, DispatchStatus, UnknownAssetError
 from .auth import require_token
 from .errors import R401, R422
-from .ports import Supervisor
+from .ports import AssetUnavailableError, Supervisor
 from .schemas import (
     DispatchIn,
     DispatchOut,
@@ -49,6 +49,10 @@ def build_router(sup: Supervisor) -> APIRouter:
         responses={
             **R401,
             404: {"model": ErrorOut, "description": "No asset with this id (nothing recorded)."},
+            503: {
+                "model": ErrorOut,
+                "description": "Scale-out headend only: the asset's agent is offline.",
+            },
             422: {
                 "model": DispatchRejectedOut | ValidationOut,
                 "description": "Rejected dispatch (`detail` = reason, `dispatch` = the "
@@ -68,9 +72,11 @@ def build_router(sup: Supervisor) -> APIRouter:
             client=f"{peer.host}:{peer.port}" if peer is not None else None,
         )
         try:
-            rec = sup.fleet.dispatch(req)
+            rec = await sup.dispatch(req)
         except UnknownAssetError:
             raise HTTPException(404, f"unknown asset {body.asset_id}") from None
+        except AssetUnavailableError as exc:
+            raise HTTPException(503, str(exc)) from None
         out = DispatchOut.of(rec)
         if rec.status is DispatchStatus.REJECTED:
             rejected = DispatchRejectedOut(detail=rec.reason or "rejected", dispatch=out)

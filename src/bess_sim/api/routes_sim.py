@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from .auth import require_token
 from .errors import R401, R422, validation_error
-from .ports import Supervisor
+from .ports import AssetUnavailableError, Supervisor
 from .schemas import ClockOut, ErrorOut, HealthOut, StepIn, StepOut, r9
 
 log = logging.getLogger("bess_sim.api")
@@ -154,6 +154,9 @@ def build_router(sup: Supervisor) -> APIRouter:
             return JSONResponse({"detail": "client closed request"}, status_code=499)
         try:
             ticks = stepping.result()
+        except AssetUnavailableError as exc:
+            # Scale-out headend: an agent is offline, so the fleet cannot step as one.
+            raise HTTPException(503, str(exc)) from None
         except Exception:
             if sup.failure is None:
                 raise

@@ -185,7 +185,7 @@ class AssetOut(_Out):
 
 
 # ---------------------------------------------------------------- telemetry
-StatusLabel = Literal["idle", "charging", "discharging", "fault"]
+StatusLabel = Literal["idle", "charging", "discharging", "fault", "offline"]
 AlarmName = Literal["soc_low", "soc_high", "watchdog", "trip", "derated", "over_temperature"]
 
 

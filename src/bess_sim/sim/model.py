@@ -25,13 +25,15 @@ class Status(enum.IntEnum):
     CHARGING = 1
     DISCHARGING = 2
     FAULT = 3
+    #: Scale-out headend only (DESIGN §15): the asset's agent has gone silent.
+    OFFLINE = 4
 
     @property
     def label(self) -> str:
         return STATUS_LABELS[self]
 
 
-STATUS_LABELS = ("idle", "charging", "discharging", "fault")
+STATUS_LABELS = ("idle", "charging", "discharging", "fault", "offline")
 
 
 class Alarm(enum.IntFlag):

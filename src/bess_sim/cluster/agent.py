@@ -1,0 +1,276 @@
+"""``bess-sim agent --shard K/N``: the tick loop and Modbus servers of the assets at index
+mod N == K of assets.yaml, and the authority on their state (DESIGN §15). No HTTP.
+
+Publishes every tick's snapshots (JetStream, one message id per shard and tick), every
+dispatch record it makes or changes (JetStream, REST and Modbus alike, so Modbus writes reach
+the headend) and a heartbeat; answers dispatch commands over request–reply with the same
+record or error a single process gives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from ..modbus.points import RegisterMap
+from ..runtime import ClockModeError, Runtime, TickFailedError
+from ..settings import Settings
+from ..sim import DispatchRecord, DispatchStatus, FleetConfig, Snapshot, UnknownAssetError
+from . import wire
+from .bus import Bus
+from .wire import Shard, Subjects
+
+log = logging.getLogger("bess_sim.cluster")
+
+#: Batches waiting for JetStream at most; past it the oldest is dropped and counted (the
+#: tick never waits for the bus, like the database writer of DESIGN §7).
+MAX_PENDING_BATCHES = 600
+
+
+def shard_config(config: FleetConfig, shard: Shard) -> FleetConfig:
+    """The assets this shard owns (index in the file mod N == K); every site is kept (an
+    asset names its site)."""
+    mine = tuple(a for i, a in enumerate(config.assets) if shard.owns(i))
+    return dataclasses.replace(
+        config, assets=mine, source=f"{config.source} (shard {shard.index}/{shard.count})"
+    )
+
+
+class Agent(Runtime):
+    def __init__(
+        self,
+        settings: Settings,
+        fleet_config: FleetConfig,
+        register_map: RegisterMap,
+        *,
+        nats_url: str,
+        shard: Shard,
+        prefix: str = "bess",
+    ) -> None:
+        super().__init__(settings, shard_config(fleet_config, shard), register_map)
+        self.shard = shard
+        self.bus = Bus(nats_url, Subjects(prefix), f"bess-sim agent {shard.index}/{shard.count}")
+        # Bus operations in the order the tick made them (telemetry, records, KV), one at a time.
+        self._outbox: asyncio.Queue[tuple[str, Callable[[], Awaitable[None]]]] = asyncio.Queue()
+        self.dropped_batches = 0
+
+    async def _start_http(self) -> None:
+        """Agents serve no HTTP: the headend does."""
+
+    async def _start_clock(self) -> None:
+        bus = await self._stack.enter_async_context(self.bus)
+        await bus.ensure_streams()
+        subjects = bus.subjects
+        await self._resume()
+        await bus.serve(subjects.command(self.shard.index, "dispatch"), self._on_dispatch)
+        await bus.serve(subjects.command(self.shard.index, "step"), self._on_step)
+        await bus.serve(subjects.command(self.shard.index, "asset"), self._on_asset_command)
+        tasks = [
+            asyncio.create_task(self._drain_outbox(), name="bess-agent-outbox"),
+            asyncio.create_task(self._heartbeat(), name="bess-agent-heartbeat"),
+        ]
+
+        async def stop() -> None:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+
+        self._stack.push_async_callback(stop)
+        self.add_sink(_TelemetryPublisher(self))
+        self.fleet.add_dispatch_listener(self._on_record)
+        # Publish the state at start-up, so the headend shows these assets before tick 1.
+        self._enqueue_snapshots(self.fleet.snapshots())
+        log.info(
+            "agent %d/%d: %d assets, nats %s, prefix %s",
+            self.shard.index,
+            self.shard.count,
+            len(self.fleet.specs),
+            bus.url,
+            subjects.prefix,
+        )
+        await super()._start_clock()
+
+    # ------------------------------------------------------------ restart
+    async def _resume(self) -> None:
+        """Back to the last state this shard published (DESIGN §15): SOC, MW (and §10
+        temperature/MVAr) from its last telemetry message, the dispatch in effect from the KV
+        bucket; simulated time continues after the last published tick, so no (asset, tick)
+        repeats."""
+        bus = self.bus
+        data = await bus.last_message(
+            bus.subjects.telemetry_stream, bus.subjects.telemetry(self.shard.index)
+        )
+        if data is None:
+            return
+        batch = wire.decode_snapshots(data)
+        last = {s.asset_id: s for s in batch.snapshots if self.fleet.has_asset(s.asset_id)}
+        if not last:
+            return
+        last_ts = max(s.timestamp for s in last.values())
+        self.fleet.resume_at(last_ts)
+        active: dict[str, DispatchRecord] = {}
+        for aid, value in (await bus.kv_items()).items():
+            if aid in last:
+                active[aid] = wire.decode_record(wire.loads(value))
+        for aid, snap in last.items():
+            rec = active.get(aid)
+            remaining: float | None = None
+            if rec is not None and rec.duration_s is not None:
+                remaining = rec.duration_s - (last_ts - rec.submitted_at).total_seconds()
+                if remaining <= 0:
+                    rec = None  # it ended while the agent was down
+            self.fleet.restore(
+                aid,
+                soc_mwhr=snap.soc_mwhr,
+                current_mw=snap.current_mw,
+                active=rec,
+                remaining_s=remaining,
+                temperature_c=snap.temperature_c,
+                current_mvar=snap.current_mvar,
+            )
+        log.info(
+            "agent %d/%d: resumed %d assets (%d dispatches in effect) from %s",
+            self.shard.index,
+            self.shard.count,
+            len(last),
+            len(active),
+            last_ts.isoformat(),
+        )
+
+    # ------------------------------------------------------------ outgoing
+    def _enqueue(self, subject: str, payload: bytes, msg_id: str) -> None:
+        bus = self.bus
+
+        async def send() -> None:
+            await bus.publish_stream(subject, payload, msg_id)
+
+        self._enqueue_op(subject, send)
+
+    def _enqueue_op(self, what: str, op: Callable[[], Awaitable[None]]) -> None:
+        if self._outbox.qsize() >= MAX_PENDING_BATCHES:
+            self._outbox.get_nowait()
+            self._outbox.task_done()
+            self.dropped_batches += 1
+            log.warning("agent: bus backlog full; dropped %d messages", self.dropped_batches)
+        self._outbox.put_nowait((what, op))
+
+    def _enqueue_snapshots(self, snaps: Sequence[Snapshot]) -> None:
+        payload = wire.encode_snapshots(
+            self.shard, self.fleet.tick_count, self.fleet.sim_time_s, snaps
+        )
+        self._enqueue(
+            self.bus.subjects.telemetry(self.shard.index),
+            payload,
+            wire.telemetry_msg_id(self.shard, snaps),
+        )
+
+    def _on_record(self, rec: DispatchRecord) -> None:
+        self._enqueue(
+            self.bus.subjects.dispatch_records(self.shard.index),
+            wire.dumps(wire.encode_record(rec)),
+            wire.record_msg_id(rec),
+        )
+        # The dispatch in effect per asset, for a restarted agent (``_resume``).
+        bus, aid = self.bus, rec.asset_id
+        if rec.status is DispatchStatus.ACCEPTED:
+            value = wire.dumps(wire.encode_record(rec))
+
+            async def put() -> None:
+                await bus.kv_put(aid, value)
+
+            self._enqueue_op(f"kv put {aid}", put)
+        elif self.fleet.has_asset(aid) and self.fleet.active_dispatch(aid) is None:
+
+            async def delete() -> None:
+                await bus.kv_delete(aid)
+
+            self._enqueue_op(f"kv delete {aid}", delete)
+
+    async def _drain_outbox(self) -> None:
+        while True:
+            what, op = await self._outbox.get()
+            while True:
+                try:
+                    await op()
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # NATS down or restarting: retry the same message (same id, so a publish
+                    # that was stored but not acknowledged is not stored twice).
+                    log.warning("agent: %s failed (%s); retrying", what, exc)
+                    await asyncio.sleep(0.5)
+            self._outbox.task_done()
+
+    async def _heartbeat(self) -> None:
+        subject = self.bus.subjects.heartbeat(self.shard.index)
+        while True:
+            body = {
+                "shard": self.shard.index,
+                "of": self.shard.count,
+                "tick": self.fleet.tick_count,
+                "assets": len(self.fleet.specs),
+            }
+            with contextlib.suppress(Exception):
+                await self.bus.publish(subject, wire.dumps(body))
+            await asyncio.sleep(wire.HEARTBEAT_S)
+
+    # ------------------------------------------------------------ commands
+    async def _on_step(self, data: bytes) -> bytes:
+        """Manual clock (DESIGN §15): step as told, answer once published."""
+        return await _on_step_impl(self, data)
+
+    async def _on_asset_command(self, data: bytes) -> bytes:
+        body = wire.loads(data)
+        aid, command = str(body.get("asset_id")), body.get("command")
+        if command not in ("trip", "reset"):
+            return wire.dumps({"error": "bad_request", "detail": f"unknown command {command!r}"})
+        try:
+            snap = await self.asset_command(aid, "trip" if command == "trip" else "reset")
+        except UnknownAssetError:
+            return wire.dumps({"error": "unknown_asset", "detail": f"unknown asset {aid}"})
+        # The changed snapshot goes to the headend in the answer and, like a tick, to the
+        # telemetry stream only at the next tick (a tick's message id names its timestamp).
+        return wire.encode_snapshots(
+            self.shard, self.fleet.tick_count, self.fleet.sim_time_s, [snap]
+        )
+
+    async def _on_dispatch(self, data: bytes) -> bytes:
+        try:
+            req = wire.decode_request(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            return wire.dumps({"error": "bad_request", "detail": str(exc)})
+        try:
+            rec = await self.dispatch(req)
+        except UnknownAssetError:
+            return wire.dumps({"error": "unknown_asset", "detail": f"unknown asset {req.asset_id}"})
+        return wire.dumps({"record": wire.encode_record(rec)})
+
+
+async def _on_step_impl(agent: Agent, data: bytes) -> bytes:
+    try:
+        seconds = float(wire.loads(data)["seconds"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return wire.dumps({"error": f"bad step request: {exc}"})
+    try:
+        ticks = await agent.step(seconds)
+    except (ClockModeError, TickFailedError) as exc:
+        return wire.dumps({"error": f"agent {agent.shard.index}: {exc}"})
+    # Acknowledged once this step's telemetry and records are in JetStream: the headend then
+    # waits to have mirrored them, so a read after /sim/step sees the stepped fleet.
+    await agent._outbox.join()
+    return wire.dumps({"ticks": ticks, "tick": agent.fleet.tick_count})
+
+
+class _TelemetryPublisher:
+    """Tick sink: queues the snapshots for JetStream (never blocks the tick)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    def publish(self, snapshots: Sequence[Snapshot]) -> None:
+        self._agent._enqueue_snapshots(snapshots)

@@ -1,0 +1,297 @@
+"""``bess-sim headend``: REST, WebSocket, dashboard and database for a fleet whose assets are
+ticked by shard agents (DESIGN §15).
+
+The API reads a ``Fleet`` (api/ports.py); here that is a ``MirrorFleet``: the full fleet of
+assets.yaml whose snapshots and dispatch records are those the agents published, never
+computed locally. Commands go to the owning agent over request–reply and its answer (record
+or error) is what the API answers, so §4/§6 reasons and codes are the agent's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Literal
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from ..api.ports import AssetUnavailableError
+from ..clock import ManualClock
+from ..modbus.points import RegisterMap
+from ..runtime import ClockModeError, Runtime
+from ..settings import Settings
+from ..sim import DispatchRecord, DispatchRequest, Fleet, FleetConfig, Snapshot, UnknownAssetError
+from ..sim.model import Status
+from . import wire
+from .bus import Bus, BusUnavailableError
+from .wire import Subjects
+
+log = logging.getLogger("bess_sim.cluster")
+
+#: Mutating routes not yet forwarded to the agents: faults (§11), grid, registration (§14),
+#: scenarios (§12). Dispatch, trip/reset and /sim/step are forwarded.
+_NOT_FORWARDED = re.compile(r"^/(faults(/.*)?|grid|sites(/.*)?|assets(/[^/]+)?|scenarios(/.*)?)/?$")
+
+#: How long a command waits for its agent's answer before it is answered 503.
+COMMAND_TIMEOUT_S = 2.0
+
+
+class MirrorFleet(Fleet):
+    """A ``Fleet`` that never advances: the agents' snapshots and records are written in."""
+
+    def __init__(self, config: FleetConfig, start_time: datetime) -> None:
+        self.owner: dict[str, int] = {}  # asset id → shard index (learnt from telemetry)
+        self._latest: datetime | None = None
+        super().__init__(config, start_time)
+        # Nothing is known of an asset until its agent reports: offline, not a made-up idle.
+        for cell in self._assets.values():
+            if cell.snapshot is not None:
+                cell.snapshot = cell.snapshot._replace(status=int(Status.OFFLINE))
+
+    @property
+    def now(self) -> datetime:
+        # The agents' simulated time (the newest tick seen), not a clock of our own.
+        return self._latest if self._latest is not None else super().now
+
+    def apply(self, batch: wire.TelemetryBatch) -> list[Snapshot]:
+        """Write the batch's snapshots in; returns those of assets this fleet has."""
+        known = []
+        for snap in batch.snapshots:
+            if not self.has_asset(snap.asset_id):
+                continue  # an asset the headend's assets.yaml does not list
+            self._cell(snap.asset_id).snapshot = snap
+            self.owner[snap.asset_id] = batch.shard
+            known.append(snap)
+        if known:
+            ts = known[-1].timestamp
+            if self._latest is None or ts > self._latest:
+                self._latest = ts
+        self.tick_count = max(self.tick_count, batch.tick)
+        self.sim_time_s = max(self.sim_time_s, batch.sim_time_s)
+        return known
+
+    def mark_offline(self, shard: int) -> list[Snapshot]:
+        """Status ``offline`` on every asset of ``shard`` (the rest of the snapshot is the
+        last one published, so SOC and MW stay readable)."""
+        out = []
+        for aid, owner in self.owner.items():
+            if owner == shard:
+                cell = self._cell(aid)
+                snap = cell.snapshot
+                if snap is not None and snap.status != Status.OFFLINE:
+                    cell.snapshot = snap._replace(status=int(Status.OFFLINE))
+                    out.append(cell.snapshot)
+        return out
+
+    def record(self, rec: DispatchRecord) -> None:
+        """An agent's record (new, or a new status of a known one): stored and passed to the
+        listeners (metrics, database) as if made here."""
+        if self._log.get(rec.id) == rec:
+            return  # the command's answer and the stream carry the same record
+        self._store(rec)
+
+
+class Headend(Runtime):
+    def __init__(
+        self,
+        settings: Settings,
+        fleet_config: FleetConfig,
+        register_map: RegisterMap,
+        *,
+        nats_url: str,
+        prefix: str = "bess",
+    ) -> None:
+        super().__init__(
+            settings.model_copy(update={"modbus_enabled": False}), fleet_config, register_map
+        )
+        self.bus = Bus(nats_url, Subjects(prefix), "bess-sim headend")
+        self._last_seen: dict[int, float] = {}  # shard → monotonic time of last message
+        self._offline: set[int] = set()
+        self._shard_count: int | None = None  # N, from the agents' heartbeats
+        self._shard_tick: dict[int, int] = {}  # shard → newest tick mirrored
+
+    def _create_app(self) -> FastAPI:
+        app = super()._create_app()
+
+        @app.middleware("http")
+        async def not_forwarded(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
+            # Changes the agents do not receive yet would change only this mirror and be
+            # overwritten by the next tick: refused, not half-applied (docs/scale-out.md).
+            if request.method in ("POST", "PUT", "DELETE") and _NOT_FORWARDED.match(
+                request.url.path
+            ):
+                return JSONResponse(
+                    {
+                        "detail": f"{request.method} {request.url.path} is not available on "
+                        "the scale-out headend yet (docs/scale-out.md); use bess-sim run"
+                    },
+                    status_code=501,
+                )
+            return await call_next(request)
+
+        return app
+
+    def _new_fleet(self, config: FleetConfig, start: datetime) -> Fleet:
+        return MirrorFleet(config, start)
+
+    @property
+    def mirror(self) -> MirrorFleet:
+        fleet = self.fleet
+        assert isinstance(fleet, MirrorFleet)
+        return fleet
+
+    async def _start_clock(self) -> None:
+        bus = await self._stack.enter_async_context(self.bus)
+        await bus.ensure_streams()
+        s = bus.subjects
+        # The last batch of every shard first: agents that started before the headend (or
+        # kept running while it restarted) are shown at once, not at their next tick.
+        await bus.subscribe_stream(s.telemetry("*"), self._on_telemetry, last_per_subject=True)
+        await bus.subscribe_stream(s.dispatch_records("*"), self._on_record)
+        await bus.subscribe(s.heartbeat("*"), self._on_heartbeat)
+        task = asyncio.create_task(self._watch(), name="bess-headend-watch")
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+        self._stack.push_async_callback(stop)
+        log.info("headend: nats %s, prefix %s; waiting for agents", bus.url, s.prefix)
+
+    # ------------------------------------------------------------ incoming
+    def _seen(self, shard: int) -> None:
+        self._last_seen[shard] = time.monotonic()
+        if shard in self._offline:
+            self._offline.discard(shard)
+            log.info("headend: agent %d is back", shard)
+
+    async def _on_heartbeat(self, data: bytes) -> None:
+        hb = wire.loads(data)
+        self._shard_count = int(hb["of"])
+        self._seen(int(hb["shard"]))
+
+    async def _on_telemetry(self, data: bytes) -> None:
+        batch = wire.decode_snapshots(data)
+        self._seen(batch.shard)
+        self._shard_tick[batch.shard] = max(self._shard_tick.get(batch.shard, 0), batch.tick)
+        snaps = self.mirror.apply(batch)
+        self._publish(snaps)
+
+    async def _on_record(self, data: bytes) -> None:
+        rec = wire.decode_record(wire.loads(data))
+        if self.fleet.has_asset(rec.asset_id):
+            self.mirror.record(rec)
+
+    def _publish(self, snaps: list[Snapshot]) -> None:
+        if not snaps:
+            return
+        for sink in self._sinks:
+            sink.publish(snaps)
+        self.metrics.ticks.inc()
+        self.metrics.sim_time.set(self.fleet.sim_time_s)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            for shard, seen in self._last_seen.items():
+                if shard not in self._offline and now - seen > wire.OFFLINE_AFTER_S:
+                    self._offline.add(shard)
+                    log.warning(
+                        "headend: agent %d silent for %.1f s: its assets are offline",
+                        shard,
+                        now - seen,
+                    )
+                    # Not passed to the sinks: the database and history hold what the agent
+                    # published (an offline row would repeat its last (asset_id, ts)).
+                    self.mirror.mark_offline(shard)
+
+    # ------------------------------------------------------------ commands
+    async def step(self, seconds: float) -> int:
+        """Manual clock: every agent steps ``seconds`` and acknowledges; answered once the
+        stepped telemetry of every shard is mirrored here."""
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise ClockModeError("the clock is real-time; start with --clock manual to step")
+        n = self._shard_count
+        if n is None:
+            raise AssetUnavailableError("no agent has reported yet: nothing to step")
+        missing = [k for k in range(n) if k not in self._last_seen or k in self._offline]
+        if missing:
+            raise AssetUnavailableError(f"agent(s) {missing} of {n} offline: the fleet cannot step")
+        timeout_s = 10.0 + 0.05 * len(clock.chunks(seconds))
+        async with self._step_lock:
+            answers = await asyncio.gather(
+                *(
+                    self.bus.request(
+                        self.bus.subjects.command(k, "step"),
+                        wire.dumps({"seconds": seconds}),
+                        timeout_s,
+                    )
+                    for k in range(n)
+                ),
+                return_exceptions=True,
+            )
+            ticks = 0
+            for k, answer in enumerate(answers):
+                if isinstance(answer, BaseException):
+                    raise AssetUnavailableError(f"agent {k}: step not acknowledged: {answer}")
+                body = wire.loads(answer)
+                if "error" in body:
+                    raise AssetUnavailableError(str(body["error"]))
+                ticks = int(body["ticks"])
+                deadline = time.monotonic() + timeout_s
+                while self._shard_tick.get(k, -1) < int(body["tick"]):
+                    if time.monotonic() > deadline:
+                        raise AssetUnavailableError(f"agent {k}: stepped telemetry not received")
+                    await asyncio.sleep(0.01)
+        return ticks
+
+    async def _ask_owner(self, asset_id: str, command: str, payload: bytes) -> tuple[int, bytes]:
+        if not self.fleet.has_asset(asset_id):
+            raise UnknownAssetError(asset_id)
+        shard = self.mirror.owner.get(asset_id)
+        if shard is None:
+            raise AssetUnavailableError(f"asset {asset_id}: no agent has reported it yet")
+        if shard in self._offline:
+            raise AssetUnavailableError(f"asset {asset_id}: agent {shard} is offline")
+        try:
+            data = await self.bus.request(
+                self.bus.subjects.command(shard, command), payload, COMMAND_TIMEOUT_S
+            )
+        except BusUnavailableError as exc:
+            raise AssetUnavailableError(f"asset {asset_id}: agent {shard}: {exc}") from None
+        return shard, data
+
+    async def asset_command(self, asset_id: str, command: Literal["trip", "reset"]) -> Snapshot:
+        shard, data = await self._ask_owner(
+            asset_id, "asset", wire.dumps({"asset_id": asset_id, "command": command})
+        )
+        if data.startswith(b'{"error"'):
+            answer = wire.loads(data)
+            if answer["error"] == "unknown_asset":
+                raise UnknownAssetError(asset_id)
+            raise AssetUnavailableError(f"agent {shard}: {answer.get('detail', answer)}")
+        batch = wire.decode_snapshots(data)
+        self.mirror.apply(batch)
+        return self.fleet.snapshot(asset_id)
+
+    async def dispatch(self, req: DispatchRequest) -> DispatchRecord:
+        shard, data = await self._ask_owner(req.asset_id, "dispatch", wire.encode_request(req))
+        answer = wire.loads(data)
+        if "record" in answer:
+            rec = wire.decode_record(answer["record"])
+            self.mirror.record(rec)
+            return rec
+        if answer.get("error") == "unknown_asset":
+            raise UnknownAssetError(req.asset_id)
+        raise AssetUnavailableError(f"agent {shard}: {answer.get('detail', answer)}")

@@ -1,0 +1,178 @@
+"""JSON message formats between headend and agents (docs/scale-out.md, "Messages").
+
+Pure: no NATS here (``bus.py`` is the only nats-py import), so the codec is testable alone.
+Subjects all start with a prefix (default ``bess``) so several clusters, or tests, can share
+one NATS server without seeing each other's messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..sim import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, Snapshot
+
+#: An agent silent this long has its assets shown ``offline`` and its commands answered 503:
+#: 2.5 s of silence plus the 0.5 s heartbeat period keeps "offline within 3 s of the agent
+#: stopping" (DESIGN §15) true even when it died just before a heartbeat was due.
+OFFLINE_AFTER_S = 2.5
+#: Agents send a heartbeat this often (a sixth of the offline limit: five may be lost).
+HEARTBEAT_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    prefix: str
+
+    @property
+    def telemetry_stream(self) -> str:
+        return f"{self.prefix.upper()}_TELEMETRY"
+
+    @property
+    def dispatch_stream(self) -> str:
+        return f"{self.prefix.upper()}_DISPATCH"
+
+    @property
+    def active_bucket(self) -> str:
+        return f"{self.prefix.upper()}_ACTIVE"
+
+    def telemetry(self, shard: int | str) -> str:
+        return f"{self.prefix}.telemetry.{shard}"
+
+    def dispatch_records(self, shard: int | str) -> str:
+        return f"{self.prefix}.dispatch.{shard}"
+
+    def heartbeat(self, shard: int | str) -> str:
+        return f"{self.prefix}.heartbeat.{shard}"
+
+    def command(self, shard: int | str, name: str) -> str:
+        return f"{self.prefix}.cmd.{shard}.{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    index: int  # K
+    count: int  # N
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``K/N`` with 0 ≤ K < N; ValueError with the reason otherwise."""
+        k, sep, n = text.partition("/")
+        if not sep or not k.strip().isdigit() or not n.strip().isdigit():
+            raise ValueError(f"--shard must be K/N (e.g. 0/2), got {text!r}")
+        shard = cls(int(k), int(n))
+        if shard.count < 1 or not 0 <= shard.index < shard.count:
+            raise ValueError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+        return shard
+
+    def owns(self, position: int) -> bool:
+        return position % self.count == self.index
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=True).encode()
+
+
+def loads(data: bytes) -> Any:
+    return json.loads(data)
+
+
+_TS = Snapshot._fields.index("timestamp")
+
+
+def encode_snapshots(
+    shard: Shard, tick: int, sim_time_s: float, snaps: Sequence[Snapshot]
+) -> bytes:
+    # Rows as positional lists (Snapshot field order, named once in "fields"): a third the
+    # size of one object per asset.
+    rows = [[*s[:_TS], s.timestamp.isoformat(), *s[_TS + 1 :]] for s in snaps]
+    return dumps(
+        {
+            "shard": shard.index,
+            "of": shard.count,
+            "tick": tick,
+            "sim_time_s": sim_time_s,
+            "fields": Snapshot._fields,
+            "rows": rows,
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryBatch:
+    shard: int
+    tick: int
+    sim_time_s: float
+    snapshots: list[Snapshot]
+
+
+def decode_snapshots(data: bytes) -> TelemetryBatch:
+    msg = loads(data)
+    fields = msg["fields"]
+    snaps = []
+    for row in msg["rows"]:
+        d = dict(zip(fields, row, strict=True))
+        d["timestamp"] = datetime.fromisoformat(d["timestamp"])
+        snaps.append(Snapshot(**d))
+    return TelemetryBatch(int(msg["shard"]), int(msg["tick"]), float(msg["sim_time_s"]), snaps)
+
+
+def telemetry_msg_id(shard: Shard, snaps: Sequence[Snapshot]) -> str:
+    """One id per shard and tick (the simulated timestamp of the tick): a re-publish of the
+    same tick is stored once by JetStream's duplicate window. Every asset is in one shard
+    only, so this names each (asset, tick) row exactly once."""
+    ts = snaps[0].timestamp.isoformat() if snaps else "empty"
+    return f"t:{shard.index}/{shard.count}:{ts}"
+
+
+def encode_record(rec: DispatchRecord) -> dict[str, Any]:
+    d = dataclasses.asdict(rec)
+    d["status"] = rec.status.value
+    d["source"] = rec.source.value
+    d["submitted_at"] = rec.submitted_at.isoformat()
+    d["ended_at"] = rec.ended_at.isoformat() if rec.ended_at is not None else None
+    return d
+
+
+def decode_record(d: dict[str, Any]) -> DispatchRecord:
+    return DispatchRecord(
+        id=d["id"],
+        asset_id=d["asset_id"],
+        mw=float(d["mw"]),
+        duration_s=d["duration_s"],
+        status=DispatchStatus(d["status"]),
+        reason=d["reason"],
+        source=DispatchSource(d["source"]),
+        client=d["client"],
+        submitted_at=datetime.fromisoformat(d["submitted_at"]),
+        ended_at=datetime.fromisoformat(d["ended_at"]) if d["ended_at"] else None,
+        mvar=d.get("mvar"),
+    )
+
+
+def record_msg_id(rec: DispatchRecord) -> str:
+    # A record changes status over its life (accepted → completed ...): one message per state.
+    return f"d:{rec.id}:{rec.status.value}"
+
+
+def encode_request(req: DispatchRequest) -> bytes:
+    d = dataclasses.asdict(req)
+    d["source"] = req.source.value
+    return dumps(d)
+
+
+def decode_request(data: bytes) -> DispatchRequest:
+    d = loads(data)
+    return DispatchRequest(
+        asset_id=str(d["asset_id"]),
+        mw=float(d["mw"]),
+        duration_s=d["duration_s"],
+        mode=d["mode"],
+        source=DispatchSource(d["source"]),
+        client=d["client"],
+        mvar=d["mvar"],
+    )
