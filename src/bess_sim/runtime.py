@@ -176,7 +176,13 @@ class Runtime:
         m = self.metrics
         async with self.tick_gate.exclusive():
             started = time.perf_counter()
-            snapshots = await loop.run_in_executor(pool, self.fleet.advance, dt_s)
+            # Dispatch records ended by the tick reach their listeners (database queue,
+            # scorecard, NATS outbox: asyncio objects) here on the loop, not in the thread.
+            self.fleet.hold_notifications()
+            try:
+                snapshots = await loop.run_in_executor(pool, self.fleet.advance, dt_s)
+            finally:
+                self.fleet.release_notifications()
             t0 = time.perf_counter()
             if self.faults.advance():
                 snapshots = self.fleet.snapshots()

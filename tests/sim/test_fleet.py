@@ -228,3 +228,21 @@ def test_history_buffer_partial_publish_marks_absent_assets() -> None:
     assert a_rows[0] == later[0] and a_rows[1] == full[0]
     assert [r.sim_time_s for r in hist.query(HistoryQuery("b1"))] == [2, 1]
     assert hist.query(HistoryQuery("nope")) == []
+
+
+def test_held_notifications_reach_listeners_in_order_on_release() -> None:
+    """The runtime holds listener calls while a tick computes in its worker thread and
+    releases them on the event loop (runtime.tick_off_loop)."""
+    fleet = make_fleet()
+    seen: list[tuple[str, DispatchStatus]] = []
+    fleet.add_dispatch_listener(lambda r: seen.append((r.id, r.status)))
+    rec = fleet.dispatch(req(10.0, duration_s=5.0))
+    assert seen == [(rec.id, DispatchStatus.ACCEPTED)]
+    fleet.hold_notifications()
+    fleet.advance(10.0)  # the dispatch completes inside this tick
+    assert fleet.dispatch_record(rec.id).status is DispatchStatus.COMPLETED  # type: ignore[union-attr]
+    assert len(seen) == 1  # not yet told
+    fleet.release_notifications()
+    assert seen == [(rec.id, DispatchStatus.ACCEPTED), (rec.id, DispatchStatus.COMPLETED)]
+    second = fleet.dispatch(req(5.0))
+    assert seen[-1] == (second.id, DispatchStatus.ACCEPTED)  # direct again

@@ -230,7 +230,8 @@ class Agent(Runtime):
         if command not in ("trip", "reset"):
             return wire.dumps({"error": "bad_request", "detail": f"unknown command {command!r}"})
         try:
-            snap = await self.asset_command(aid, "trip" if command == "trip" else "reset")
+            async with self.tick_gate.shared():  # between ticks (the tick may run in a thread)
+                snap = await self.asset_command(aid, "trip" if command == "trip" else "reset")
         except UnknownAssetError:
             return wire.dumps({"error": "unknown_asset", "detail": f"unknown asset {aid}"})
         # The changed snapshot goes to the headend in the answer and, like a tick, to the
@@ -245,7 +246,8 @@ class Agent(Runtime):
         except (ValueError, KeyError, TypeError) as exc:
             return wire.dumps({"error": "bad_request", "detail": str(exc)})
         try:
-            rec = await self.dispatch(req)
+            async with self.tick_gate.shared():  # between ticks (the tick may run in a thread)
+                rec = await self.dispatch(req)
         except UnknownAssetError:
             return wire.dumps({"error": "unknown_asset", "detail": f"unknown asset {req.asset_id}"})
         return wire.dumps({"record": wire.encode_record(rec)})

@@ -155,8 +155,10 @@ class ScenarioRun:
                 if self._stop:
                     break
                 self._report_verdicts()
-                while pending and pending[0].at_s <= bp + _T_EPS:
-                    self._do(pending.pop(0))
+                if pending and pending[0].at_s <= bp + _T_EPS:
+                    async with self.target.between_ticks():
+                        while pending and pending[0].at_s <= bp + _T_EPS:
+                            self._do(pending.pop(0))
             self._report_verdicts()
             end = self.t_s
             self.results = (

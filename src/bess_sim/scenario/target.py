@@ -8,6 +8,7 @@ run starts (exit 2 / 422 naming the step and field).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -16,6 +17,7 @@ from ..clock import ManualClock, RealTimeClock
 from ..faults import FaultBook, FaultRequest
 from ..sim import Fleet
 from ..sim.model import TelemetrySink
+from ..tickgate import TickGate
 
 #: ``cb(asset_id | None, port, kind)``; kind ∈ exception, dropped, late, refused, offline.
 CommListener = Callable[[str | None, int, str], None]
@@ -74,6 +76,10 @@ class ScenarioTarget(FaultPort, Protocol):
 
     def remove_comm_listener(self, cb: CommListener) -> None: ...
 
+    def between_ticks(self) -> AbstractAsyncContextManager[None]:
+        """Held while steps change the fleet: the tick may run in a worker thread."""
+        ...
+
 
 class _RuntimeLike(Protocol):
     fleet: Fleet
@@ -92,6 +98,9 @@ class _RuntimeLike(Protocol):
 
     @property
     def faults(self) -> FaultBook: ...
+
+    @property
+    def tick_gate(self) -> TickGate: ...
 
 
 class RuntimeTarget:
@@ -136,6 +145,9 @@ class RuntimeTarget:
         listeners = self._rt.comm_listeners()
         if cb in listeners:
             listeners.remove(cb)
+
+    def between_ticks(self) -> AbstractAsyncContextManager[None]:
+        return self._rt.tick_gate.shared()
 
     # -------------------------------------------------------------- faults (§11 seam)
     def add_fault(self, spec: Mapping[str, Any]) -> str:

@@ -68,6 +68,7 @@ class Fleet:
         self._log_size = dispatch_log_size
         self._new_id = id_factory
         self._listeners: list[DispatchListener] = []
+        self._held: list[DispatchRecord] | None = None  # see hold_notifications
         nominal = next(
             (
                 a.model.frequency_response.nominal_hz
@@ -504,8 +505,26 @@ class Fleet:
     def _store(self, record: DispatchRecord) -> None:
         self._log[record.id] = record
         self._trim_log()
+        if self._held is not None:
+            self._held.append(record)
+            return
         for listener in self._listeners:
             listener(record)
+
+    def hold_notifications(self) -> None:
+        """Queue dispatch-listener calls until :meth:`release_notifications` (the runtime
+        computes a tick in a worker thread; its listeners — database queue, scorecard, bus —
+        must run on the event loop)."""
+        if self._held is None:
+            self._held = []
+
+    def release_notifications(self) -> None:
+        """Call the listeners with every record queued since :meth:`hold_notifications`, in
+        order, and notify directly again."""
+        held, self._held = self._held, None
+        for record in held or ():
+            for listener in self._listeners:
+                listener(record)
 
     def _trim_log(self) -> None:
         while len(self._log) > self._log_size:
