@@ -33,16 +33,23 @@ def free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_tcp_ports(n: int) -> list[int]:
+    """``n`` distinct ports that were free a moment ago: every socket is held until all are
+    read (separate free_tcp_port() calls can return the same port)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def two_free_tcp_ports() -> tuple[int, int]:
-    """Two distinct ports that were free a moment ago: both sockets are held until both are
-    read (two free_tcp_port() calls can return the same port)."""
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as a,
-        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as b,
-    ):
-        a.bind(("127.0.0.1", 0))
-        b.bind(("127.0.0.1", 0))
-        return int(a.getsockname()[1]), int(b.getsockname()[1])
+    """Two distinct ports that were free a moment ago (see free_tcp_ports)."""
+    a, b = free_tcp_ports(2)
+    return a, b
 
 
 def fleet_data(port_a: int, port_b: int) -> dict[str, Any]:

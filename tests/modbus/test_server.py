@@ -20,7 +20,7 @@ from bess_sim.modbus.points import PointType, Table, load_register_map
 from bess_sim.runtime import Runtime, StartupError
 from bess_sim.settings import Settings
 from bess_sim.sim import DispatchRequest, DispatchSource, DispatchStatus, Snapshot
-from tests.conftest import fleet_data, free_tcp_port, two_free_tcp_ports
+from tests.conftest import fleet_data, free_tcp_port, free_tcp_ports
 from tests.modbus.conftest import ASSET_1, ASSET_2, ASSET_3, port_of, unit_of
 
 Client = Callable[..., Any]
@@ -342,9 +342,10 @@ async def test_two_simulators_in_one_process(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     paths = []
+    ports = free_tcp_ports(4)  # all four distinct (two pairs drawn apart could overlap: seen)
     for i in range(2):
         path = tmp_path / f"a{i}.yaml"
-        path.write_text(yaml.safe_dump(fleet_data(*two_free_tcp_ports())))
+        path.write_text(yaml.safe_dump(fleet_data(*ports[2 * i : 2 * i + 2])))
         paths.append(path)
     s1, s2 = make_settings(assets=paths[0]), make_settings(assets=paths[1])
     rm = load_register_map(s1.register_map)
