@@ -174,7 +174,14 @@ class TelemetryHub:
                 await websocket.send_text(json.dumps({"type": "error", "detail": error}))
                 await websocket.close(CLOSE_POLICY_VIOLATION, reason=error[:120])
             return
-        client = self._connect(asset_id)
+        gate = getattr(self._sup, "tick_gate", None)
+        if gate is None:
+            client = self._connect(asset_id)
+        else:
+            # The first message reads every asset's snapshot: not while a tick computes in
+            # its worker thread (it could mix two ticks). tickgate.py.
+            async with gate.shared():
+                client = self._connect(asset_id)
         sender = asyncio.create_task(self._send_loop(websocket, client))
         receiver = asyncio.create_task(_drain(websocket))
         try:
