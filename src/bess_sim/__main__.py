@@ -46,13 +46,13 @@ def _install_early_signal_handlers() -> None:
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
-    asyncio_mod = sys.modules.get("asyncio")
-    if asyncio_mod is None:  # not imported yet: no loop can be running
+    # The signal may land while asyncio itself is being imported (a partially initialised
+    # module, seen under load): then no loop can be running yet.
+    events = sys.modules.get("asyncio.events")
+    get_loop = getattr(events, "_get_running_loop", None)
+    if get_loop is None:
         return None
-    try:
-        loop: asyncio.AbstractEventLoop = asyncio_mod.get_running_loop()
-    except RuntimeError:
-        return None
+    loop: asyncio.AbstractEventLoop | None = get_loop()
     return loop
 
 
