@@ -11,7 +11,7 @@ import csv
 import io
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -267,15 +267,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_scenario(settings, fleet, regmap, plan, scenario_path, args.report)
     if args.command in ("agent", "headend"):
         return _run_cluster(args, settings, fleet, regmap)
-    from .runtime import StartupError, serve  # heavy imports only for `run`
+    from .runtime import serve  # heavy imports only for `run`
 
     live = None
     if scenario_path is not None:
         live = (scenario_path.read_text(encoding="utf-8"), str(scenario_path))
+    return _serve_until_stopped(lambda: serve(settings, fleet, regmap, scenario=live))
+
+
+def _serve_until_stopped(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """Run a serving coroutine until SIGINT/SIGTERM: exit 0, or 2 when it cannot start."""
+    from .runtime import StartupError
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(settings, fleet, regmap, scenario=live))
+            runner.run(main())
     except StartupError as exc:
         print(f"bess-sim: cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -289,25 +295,19 @@ def _run_cluster(
 ) -> int:
     from .cluster.serve import serve_agent, serve_headend
     from .cluster.wire import Shard
-    from .runtime import StartupError
 
+    if args.command == "headend":
+        return _serve_until_stopped(
+            lambda: serve_headend(settings, fleet, regmap, args.nats, args.nats_prefix)
+        )
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            if args.command == "agent":
-                try:
-                    shard = Shard.parse(args.shard)
-                except ValueError as exc:
-                    print(f"bess-sim agent: {exc}", file=sys.stderr)
-                    return EXIT_CONFIG
-                runner.run(serve_agent(settings, fleet, regmap, args.nats, args.nats_prefix, shard))
-            else:
-                runner.run(serve_headend(settings, fleet, regmap, args.nats, args.nats_prefix))
-    except StartupError as exc:
-        print(f"bess-sim: cannot start: {exc}", file=sys.stderr)
+        shard = Shard.parse(args.shard)
+    except ValueError as exc:
+        print(f"bess-sim agent: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except KeyboardInterrupt:
-        pass
-    return EXIT_OK
+    return _serve_until_stopped(
+        lambda: serve_agent(settings, fleet, regmap, args.nats, args.nats_prefix, shard)
+    )
 
 
 def _run_scenario(

@@ -203,20 +203,20 @@ class Stepped:
 
 
 def step(
-    cols: ModelColumns,
+    c: ModelColumns,
     state: dict[str, F],
     eligible: B,
     frequency_hz: float,
     ambient_c: float | None,
-    dt_s: float,
+    h: float,
     alarm_bits: tuple[int, int, int],
     status_codes: tuple[int, int, int],
 ) -> Stepped:
-    """One tick of ``dt_s`` for every asset of ``cols`` (``state``: soc, mw, mvar, temp —
+    """One tick of ``h`` seconds for every asset of ``c`` (``state``: soc, mw, mvar, temp —
     NaN without thermal —, sp_mw, sp_mvar). ``alarm_bits`` = (SOC_LOW, SOC_HIGH, DERATED),
     ``status_codes`` = (IDLE, CHARGING, DISCHARGING)."""
-    with np.errstate(all="ignore"):
-        return _step(cols, state, eligible, frequency_hz, ambient_c, dt_s, alarm_bits, status_codes)
+    with np.errstate(all="ignore"):  # ineligible rows may hold anything; never read back
+        return _step(c, state, eligible, frequency_hz, ambient_c, h, alarm_bits, status_codes)
 
 
 def _step(
