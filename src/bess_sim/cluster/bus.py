@@ -14,7 +14,15 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import DeliverPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
@@ -33,6 +41,42 @@ Responder = Callable[[bytes], Awaitable[bytes]]
 
 class BusUnavailableError(Exception):
     """No answer: no responder on the subject, or none within the timeout."""
+
+
+class Delivery:
+    """One message of a durable consumer: acknowledge it once it is safely handled."""
+
+    __slots__ = ("_msg", "data")
+
+    def __init__(self, msg: Msg) -> None:
+        self._msg = msg
+        self.data = msg.data
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+    async def in_progress(self) -> None:
+        """Still being handled: restart the consumer's ack timer (no redelivery yet)."""
+        await self._msg.in_progress()
+
+
+class DurableConsumer:
+    """A durable pull consumer (explicit acks): its position survives the process, so a
+    restarted reader resumes at the first message it did not acknowledge."""
+
+    def __init__(self, sub: JetStreamContext.PullSubscription) -> None:
+        self._sub = sub
+
+    async def fetch(self, batch: int, timeout_s: float) -> list[Delivery]:
+        """Up to ``batch`` messages; [] when none arrive within ``timeout_s``. Raises
+        ``BusUnavailableError`` while NATS is unreachable."""
+        try:
+            msgs = await self._sub.fetch(batch, timeout=timeout_s)
+        except NatsTimeoutError:
+            return []
+        except Exception as exc:  # disconnected, consumer gone while NATS restarts ...
+            raise BusUnavailableError(f"fetch: {type(exc).__name__}: {exc}") from None
+        return [Delivery(m) for m in msgs]
 
 
 class Bus:
@@ -181,6 +225,25 @@ class Bus:
             if last_per_subject
             else DeliverPolicy.NEW,
         )
+
+    async def durable_consumer(
+        self, stream: str, subject: str, name: str, ack_wait_s: float
+    ) -> DurableConsumer:
+        """The durable consumer ``name`` on ``stream`` (created, from the first stored
+        message, if it does not exist yet; resumed where it stopped otherwise)."""
+        sub = await self.nc.jetstream().pull_subscribe(
+            subject,
+            durable=name,
+            stream=stream,
+            config=ConsumerConfig(
+                durable_name=name,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=ack_wait_s,
+                max_deliver=-1,
+            ),
+        )
+        return DurableConsumer(sub)
 
     async def subscribe(self, subject: str, handler: Handler) -> None:
         async def cb(msg: Msg) -> None:

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -31,6 +31,9 @@ from ..sim.model import Status
 from . import wire
 from .bus import Bus, BusUnavailableError
 from .wire import Subjects
+
+if TYPE_CHECKING:
+    from .ingest import DurableIngest
 
 log = logging.getLogger("bess_sim.cluster")
 
@@ -115,6 +118,8 @@ class Headend(Runtime):
         self._offline: set[int] = set()
         self._shard_count: int | None = None  # N, from the agents' heartbeats
         self._shard_tick: dict[int, int] = {}  # shard → newest tick mirrored
+        #: With a database: its rows come from a durable consumer of their own (ingest.py).
+        self._ingest: DurableIngest | None = None
 
     def _create_app(self) -> FastAPI:
         app = super()._create_app()
@@ -152,6 +157,12 @@ class Headend(Runtime):
         bus = await self._stack.enter_async_context(self.bus)
         await bus.ensure_streams()
         s = bus.subjects
+        if self.storage is not None:
+            from .ingest import DurableIngest  # loads asyncpg: only with a database
+
+            self._ingest = DurableIngest(bus, self.storage, self.fleet)
+            await self._ingest.start()
+            self._stack.push_async_callback(self._ingest.stop)
         # The last batch of every shard first: agents that started before the headend (or
         # kept running while it restarted) are shown at once, not at their next tick.
         await bus.subscribe_stream(s.telemetry("*"), self._on_telemetry, last_per_subject=True)
@@ -195,7 +206,10 @@ class Headend(Runtime):
         if not snaps:
             return
         for sink in self._sinks:
-            sink.publish(snaps)
+            # The durable ingest feeds the database; this live feed starts at each shard's
+            # last message and may skip ticks (headend restart), so it must not.
+            if self._ingest is None or sink is not self.storage:
+                sink.publish(snaps)
         self.metrics.ticks.inc()
         self.metrics.sim_time.set(self.fleet.sim_time_s)
 
@@ -254,6 +268,11 @@ class Headend(Runtime):
                     if time.monotonic() > deadline:
                         raise AssetUnavailableError(f"agent {k}: stepped telemetry not received")
                     await asyncio.sleep(0.01)
+                # History is read from the database: its rows must be handed to it too.
+                if self._ingest is not None and not await self._ingest.caught_up(
+                    k, int(body["tick"]), max(0.0, deadline - time.monotonic())
+                ):
+                    raise AssetUnavailableError(f"agent {k}: stepped telemetry not ingested")
         return ticks
 
     async def _ask_owner(self, asset_id: str, command: str, payload: bytes) -> tuple[int, bytes]:

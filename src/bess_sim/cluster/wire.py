@@ -40,6 +40,11 @@ class Subjects:
     def active_bucket(self) -> str:
         return f"{self.prefix.upper()}_ACTIVE"
 
+    @property
+    def ingest_consumer(self) -> str:
+        """The headend's durable consumer of the telemetry stream (database ingest)."""
+        return f"{self.prefix.upper()}_HEADEND_DB"
+
     def telemetry(self, shard: int | str) -> str:
         return f"{self.prefix}.telemetry.{shard}"
 

@@ -93,6 +93,17 @@ class Storage:
         return len(self._buffer)
 
     @property
+    def accepted_rows(self) -> int:
+        """Rows ever taken into the buffer (``publish``)."""
+        return self._buffer.accepted_total
+
+    @property
+    def written_rows(self) -> int:
+        """Rows the database acknowledged: every row published while ``accepted_rows``
+        was at most this is in the database."""
+        return self._buffer.written_total
+
+    @property
     def dropped_rows(self) -> int:
         return self._buffer.dropped_total
 

@@ -1,0 +1,131 @@
+"""The headend's database ingest: every telemetry row the agents published, into the database
+exactly once and without a gap, across headend restarts (DESIGN §15, docs/scale-out.md).
+
+A durable JetStream consumer (named from the prefix) is read apart from the live mirror feed:
+a message is acknowledged only once the database has committed every row of it, so a headend
+killed at any moment resumes at the first message not yet written; a row written twice (an
+ack lost in the crash) is absorbed by the telemetry table's unique ``(asset_id, ts)`` and
+``ON CONFLICT DO NOTHING``. At-least-once delivery + an idempotent write = exactly once.
+
+Why a second reader rather than acking the live one: the mirror, WebSocket and history ring
+must follow the newest tick even while the database is down or a backlog replays; this reader
+may lag (it stops fetching while the storage buffer is half full, so the buffer never drops a
+row: the stream, an hour long, is the buffer) and never touches the mirror or the WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+
+from ..sim import Fleet
+from ..storage import Storage
+from ..storage.writer import RateLimitedLog
+from . import wire
+from .bus import Bus, BusUnavailableError, Delivery, DurableConsumer
+
+log = logging.getLogger("bess_sim.cluster")
+
+#: Unacknowledged this long, a message is delivered again (a headend killed mid-write: its
+#: messages come back to the next one). Messages waiting for a slow database are kept alive
+#: with ``in_progress`` every half of it.
+ACK_WAIT_S = 10.0
+#: Messages per fetch (a tick of every shard, several ticks of a replayed backlog).
+FETCH_BATCH = 32
+#: Stop fetching while the storage buffer is fuller than this share of its size.
+BUFFER_SHARE = 0.5
+
+
+class DurableIngest:
+    """Feeds ``storage`` from the durable consumer; ``shard_tick`` is the newest tick of each
+    shard handed to the storage (what a history read may wait for)."""
+
+    def __init__(self, bus: Bus, storage: Storage, fleet: Fleet) -> None:
+        self._bus = bus
+        self._storage = storage
+        self._fleet = fleet
+        self.shard_tick: dict[int, int] = {}
+        # (storage.accepted_rows after the message's rows, the message), oldest first.
+        self._unacked: deque[tuple[int, Delivery, float]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._bus_log = RateLimitedLog(10.0)
+
+    async def start(self) -> None:
+        s = self._bus.subjects
+        consumer = await self._bus.durable_consumer(
+            s.telemetry_stream, s.telemetry("*"), s.ingest_consumer, ACK_WAIT_S
+        )
+        self._task = asyncio.create_task(self._run(consumer), name="bess-headend-ingest")
+        log.info("headend: database ingest from durable consumer %s", s.ingest_consumer)
+
+    async def stop(self, flush_s: float = 2.0) -> None:
+        """Stop fetching; acknowledge what the database has by then (the rest comes back to
+        the next headend)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._storage.wait_written(flush_s)
+            await self._ack_written()
+
+    async def _run(self, consumer: DurableConsumer) -> None:
+        limit = int(self._storage.config.buffer_rows * BUFFER_SHARE)
+        while True:
+            await self._ack_written()
+            if self._storage.pending_rows > limit:
+                await asyncio.sleep(0.05)  # the database is behind: the stream holds the rest
+                continue
+            try:
+                msgs = await consumer.fetch(FETCH_BATCH, 0.5)
+            except BusUnavailableError as exc:
+                self._bus_log.add(1, f"headend: database ingest waiting for NATS (%d): {exc}")
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                self._take(msg)
+                await asyncio.sleep(0)  # a replayed backlog must not hold the loop
+
+    def _take(self, msg: Delivery) -> None:
+        try:
+            batch = wire.decode_snapshots(msg.data)
+        except (ValueError, KeyError, TypeError) as exc:
+            # Not ours to fix and never writable: acknowledged so it is not redelivered forever.
+            log.error("headend: undecodable telemetry message skipped: %s", exc)
+            self._unacked.append((self._storage.accepted_rows, msg, time.monotonic()))
+            return
+        snaps = [s for s in batch.snapshots if self._fleet.has_asset(s.asset_id)]
+        dropped = self._storage.dropped_rows
+        if snaps:
+            self._storage.publish(snaps)
+        if self._storage.dropped_rows != dropped:
+            # Not acknowledged: JetStream delivers it again after ACK_WAIT_S.
+            return
+        self._unacked.append((self._storage.accepted_rows, msg, time.monotonic()))
+        if batch.tick > self.shard_tick.get(batch.shard, -1):
+            self.shard_tick[batch.shard] = batch.tick
+
+    async def _ack_written(self) -> None:
+        written = self._storage.written_rows
+        pending = self._unacked
+        with contextlib.suppress(Exception):  # a lost ack only means a harmless redelivery
+            while pending and pending[0][0] <= written:
+                await pending.popleft()[1].ack()
+            now = time.monotonic()
+            for i in range(len(pending)):
+                mark, msg, since = pending[i]
+                if now - since > ACK_WAIT_S / 2:
+                    await msg.in_progress()
+                    pending[i] = (mark, msg, now)
+
+    async def caught_up(self, shard: int, tick: int, timeout_s: float) -> bool:
+        """Wait until ``tick`` of ``shard`` is handed to the storage; True if so."""
+        deadline = time.monotonic() + timeout_s
+        while self.shard_tick.get(shard, -1) < tick:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
