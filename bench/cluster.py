@@ -1,14 +1,25 @@
-"""Scale-out bench (DESIGN §15, docs/scale-out.md): the same fleet as ``bess-sim run`` and as
-headend + 1 or 2 shard agents over NATS (127.0.0.1:4222), in one run, on this machine.
+"""Scale-out bench (issue 14, DESIGN §15, docs/scale-out.md): for each fleet size, the same
+assets.yaml as ``bess-sim run`` and as headend + K shard agents over NATS (127.0.0.1:4222),
+at 1 Hz, one topology after the other in one run, on this machine.
 
-Per topology: REST dispatch round trip (sequential ``POST /dispatch``, p50/p99) and the age
-of ``GET /telemetry`` (wall clock minus the snapshot's simulated timestamp at speed 1) above
-its smallest value in the run: the phase within the 1-s tick (0–1 s in every topology) plus,
-for the cluster, the trip through JetStream to the headend's mirror. Compare ratios within
-one run only: the machine is shared. Not the issue-14 grid (10k/40k/100k assets over
-1/2/4 agents): see docs/scale-out.md.
+Per topology, over ``--seconds`` of steady running:
 
-    python -m bench.cluster [--assets 500] [--samples 200]
+- **agent tick p99**: wall time of each tick of each agent (carried by the agents'
+  heartbeats, ``tick_ms``; agents serve no HTTP) — the worst agent's p99; for ``run`` the
+  ``bess_tick_duration_seconds`` histogram of /metrics (a bucket bound, shown as ``≤``);
+- **ingest rows/s**: snapshots the headend (or the single process) took in per second
+  (``bess_ticks`` of /metrics counts one per shard batch), beside the offered rows/s, and the
+  headend's CPU share (``/proc``): rows/s ÷ CPU share is its ingest capacity estimate;
+- **telemetry lag p99**: arrival time of ``/ws/telemetry?asset_id=`` messages (one asset per
+  shard) minus their simulated timestamp, above the smallest such age of that shard in the run
+  (each process's first tick fixes its own offset): how much later than its best a tick shows;
+- **dispatch p99**: sequential ``POST /dispatch`` round trip.
+
+The machine is shared: compare within one run only. 100,000 assets at 1 Hz is ~20 MB/s of
+telemetry JSON into JetStream (docs/scale-out.md, Sizing): needs the disk and the time.
+
+    python -m bench.cluster --assets 10000,40000,100000 --agents 1,2,4 --seconds 20
+    python -m bench.cluster --assets 200 --agents 1,2 --seconds 5        # smoke size
 """
 
 from __future__ import annotations
@@ -16,22 +27,48 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import math
 import random
+import re
 import subprocess
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
+import websockets
+import yaml
 
-from .common import PYTHON, free_port, port_block, summary_ms, write_fleet
+from .common import PYTHON, asset_uuid, cpu_seconds, fleet_data, free_port, port_block, summary_ms
 
 NATS = "nats://127.0.0.1:4222"
+UNITS_PER_PORT = 100
 
 
-def _wait_up(base: str, ids: list[str], timeout_s: float = 180.0) -> None:
+def sharded_fleet(path: Path, n_assets: int, groups: int) -> Path:
+    """assets.yaml of ``n_assets`` with 100 unit ids per Modbus port (a site gateway: 10,000
+    assets on 100 ports, 100,000 on 1,000), laid out so all units of one port belong to one
+    shard for every agent count dividing ``groups``: asset i goes to port group i mod
+    ``groups`` (and shard = i mod N, a function of i mod groups when N divides groups).
+    Without this, agents on one host would clash on a shared port (docs/scale-out.md)."""
+    per_group = math.ceil(math.ceil(n_assets / groups) / UNITS_PER_PORT)
+    base = port_block(per_group * groups)
+    data = fleet_data(n_assets, base)
+    for i, a in enumerate(data["assets"]):
+        g, j = i % groups, i // groups
+        a["modbus"] = {
+            "port": base + g * per_group + j // UNITS_PER_PORT,
+            "unit_id": 1 + j % UNITS_PER_PORT,
+        }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _wait_up(base: str, ids: list[str], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     with httpx.Client(base_url=base, timeout=10) as c:
         while time.monotonic() < deadline:
@@ -44,71 +81,150 @@ def _wait_up(base: str, ids: list[str], timeout_s: float = 180.0) -> None:
     raise RuntimeError(f"{base}: fleet not up within {timeout_s} s")
 
 
-def _measure(base: str, ids: list[str], samples: int) -> dict[str, object]:
+_METRIC = re.compile(r"^(bess_[a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+|NaN|\+Inf)$", re.M)
+
+
+def _metrics(text: str) -> dict[str, float]:
+    return {m[1] + (m[2] or ""): float(m[3]) for m in _METRIC.finditer(text)}
+
+
+def _hist_p99_ms(before: dict[str, float], after: dict[str, float], name: str) -> float | None:
+    """Upper bound of the bucket holding the 99th percentile of the observations between two
+    scrapes (a Prometheus histogram keeps counts per bucket, not samples)."""
+    buckets = []
+    for key, value in after.items():
+        m = re.fullmatch(rf'{name}_bucket\{{le="([^"]+)"\}}', key)
+        if m:
+            buckets.append((float(m[1]), value - before.get(key, 0.0)))
+    buckets.sort()
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    target = 0.99 * buckets[-1][1]
+    for le, count in buckets:
+        if count >= target:
+            return le * 1e3
+    return None
+
+
+async def _lag_listener(url: str, ages: list[float], stop: asyncio.Event) -> None:
+    async with websockets.connect(url, open_timeout=30, max_size=None) as ws:
+        await ws.recv()  # the current state on connect: not a tick
+        while not stop.is_set():
+            try:
+                msg = await asyncio.wait_for(ws.recv(), 0.5)
+            except TimeoutError:
+                continue
+            now = datetime.now(UTC)
+            ts = datetime.fromisoformat(json.loads(msg)["timestamp"])
+            ages.append((now - ts).total_seconds())
+
+
+async def _heartbeats(prefix: str, ticks: dict[int, list[float]], stop: asyncio.Event) -> None:
+    from bess_sim.cluster import wire
+    from bess_sim.cluster.bus import Bus
+
+    async def on_beat(data: bytes) -> None:
+        hb = wire.loads(data)
+        ticks.setdefault(int(hb["shard"]), []).extend(hb.get("tick_ms", []))
+
+    async with Bus(NATS, wire.Subjects(prefix), "bench heartbeats") as bus:
+        await bus.subscribe(bus.subjects.heartbeat("*"), on_beat)
+        await stop.wait()
+
+
+async def _dispatches(base: str, ids: list[str], rtt: list[float], stop: asyncio.Event) -> None:
     rng = random.Random(1)
-    rtt, age = [], []
-    with httpx.Client(base_url=base, timeout=10) as c:
-        for _ in range(samples):
-            aid = rng.choice(ids)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        while not stop.is_set():
             t = time.perf_counter()
-            r = c.post("/dispatch", json={"asset_id": aid, "mw": 0.0})
+            r = await c.post("/dispatch", json={"asset_id": rng.choice(ids), "mw": 0.0})
             rtt.append(time.perf_counter() - t)
-            assert r.status_code == 201, r.text
-            snap = c.get(f"/telemetry/{aid}").json()
-            ts = datetime.fromisoformat(snap["timestamp"])
-            age.append((datetime.now(UTC) - ts).total_seconds())
-            time.sleep(rng.uniform(0, 0.05))
-    # The absolute age includes the start-up time between --start-time and the first tick
-    # (seconds with hundreds of Modbus ports), so only the spread above this run's smallest
-    # age is compared: tick-to-headend transport plus the phase within the tick interval.
-    floor = min(age)
-    return {
+            if r.status_code != 201:
+                raise RuntimeError(f"dispatch answered {r.status_code}: {r.text}")
+            await asyncio.sleep(rng.uniform(0, 0.05))
+
+
+async def _measure(
+    base: str, ids: list[str], agents: int, prefix: str, seconds: float, head_pid: int
+) -> dict[str, Any]:
+    shards = max(agents, 1)
+    stop = asyncio.Event()
+    ages: dict[int, list[float]] = {k: [] for k in range(shards)}
+    ticks: dict[int, list[float]] = {}
+    rtt: list[float] = []
+    ws = base.replace("http://", "ws://")
+    tasks = [
+        asyncio.create_task(_lag_listener(f"{ws}/ws/telemetry?asset_id={ids[k]}", ages[k], stop))
+        for k in range(shards)  # asset k belongs to shard k (index mod N)
+    ]
+    if agents:
+        tasks.append(asyncio.create_task(_heartbeats(prefix, ticks, stop)))
+    await asyncio.sleep(1.5)  # listeners connected, heartbeats subscribed
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        m0 = _metrics((await c.get("/metrics")).text)
+        cpu0, t0 = cpu_seconds(head_pid), time.monotonic()
+        for v in ticks.values():
+            v.clear()
+        tasks.append(asyncio.create_task(_dispatches(base, ids, rtt, stop)))
+        await asyncio.sleep(seconds)
+        m1 = _metrics((await c.get("/metrics")).text)
+        cpu1, t1 = cpu_seconds(head_pid), time.monotonic()
+    stop.set()
+    for t in tasks:
+        await t  # a listener or the dispatch loop that failed fails the topology
+    elapsed = t1 - t0
+    batches = m1.get("bess_ticks_total", 0.0) - m0.get("bess_ticks_total", 0.0)
+    lag = [a - min(v) for v in ages.values() if v for a in v]
+    out: dict[str, Any] = {
+        "ingest_rows_per_s": batches * len(ids) / shards / elapsed,
+        "offered_rows_per_s": len(ids) / 1.0,
+        "head_cpu_share": (cpu1 - cpu0) / elapsed,
+        "telemetry_lag_ms": summary_ms(lag),
         "dispatch_rtt_ms": summary_ms(rtt),
-        "telemetry_age_over_min_ms": summary_ms([a - floor for a in age]),
     }
+    if agents:
+        per_agent = {k: summary_ms([t / 1e3 for t in v]) for k, v in sorted(ticks.items())}
+        out["agent_tick_ms"] = per_agent
+        out["tick_p99_ms"] = max((s["p99_ms"] for s in per_agent.values()), default=None)
+        out["tick_p99_bound"] = False
+    else:
+        out["tick_p99_ms"] = _hist_p99_ms(m0, m1, "bess_tick_duration_seconds")
+        out["tick_p99_bound"] = True
+    return out
 
 
-def _topology(
-    name: str, assets: Path, ids: list[str], agents: int, samples: int
-) -> dict[str, object]:
+def _topology(assets: Path, ids: list[str], agents: int, seconds: float) -> dict[str, Any]:
     http = free_port()
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     common = ["--assets", str(assets), "--start-time", datetime.now(UTC).isoformat()]
     procs: list[subprocess.Popen[bytes]] = []
+    bess = [PYTHON, "-m", "bess_sim"]
     try:
         if agents == 0:
-            argv = [PYTHON, "-m", "bess_sim", "run", "--http-port", str(http), *common]
+            argv = [*bess, "run", "--http-port", str(http), *common]
             procs.append(subprocess.Popen(argv, stderr=subprocess.DEVNULL))
         else:
             nats = ["--nats", NATS, "--nats-prefix", prefix]
-            head = ["headend", "--http-port", str(http), *common, *nats]
-            procs.append(
-                subprocess.Popen([PYTHON, "-m", "bess_sim", *head], stderr=subprocess.DEVNULL)
-            )
+            head = [*bess, "headend", "--http-port", str(http), *common, *nats]
+            procs.append(subprocess.Popen(head, stderr=subprocess.DEVNULL))
             for k in range(agents):
-                argv = [
-                    PYTHON,
-                    "-m",
-                    "bess_sim",
-                    "agent",
-                    "--shard",
-                    f"{k}/{agents}",
-                    *common,
-                    *nats,
-                ]
+                argv = [*bess, "agent", "--shard", f"{k}/{agents}", *common, *nats]
                 procs.append(subprocess.Popen(argv, stderr=subprocess.DEVNULL))
         base = f"http://127.0.0.1:{http}"
-        _wait_up(base, ids)
+        # A sample per shard, not every asset (100,000 GETs would take longer than the run).
+        probe = ids[: max(agents, 1) * 4] + ids[-max(agents, 1) :]
+        _wait_up(base, probe, timeout_s=120 + len(ids) / 100)
         time.sleep(2)
-        return {"topology": name, **_measure(base, ids, samples)}
+        return asyncio.run(_measure(base, ids, agents, prefix, seconds, procs[0].pid))
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
         if agents:
             asyncio.run(_delete_streams(prefix))
 
@@ -121,22 +237,78 @@ async def _delete_streams(prefix: str) -> None:
         await bus.delete_streams()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--assets", type=int, default=500)
-    ap.add_argument("--samples", type=int, default=200)
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = write_fleet(Path(tmp) / "assets.yaml", args.assets, port_block(args.assets))
-        from .common import asset_uuid
+def _name(agents: int) -> str:
+    return "run (1 process)" if agents == 0 else f"headend + {agents} agent{'s' * (agents > 1)}"
 
-        ids = [asset_uuid(i) for i in range(args.assets)]
-        results = [
-            _topology(name, path, ids, agents, args.samples)
-            for name, agents in (("run (1 process)", 0), ("headend + 1 agent", 1),
-                                 ("headend + 2 agents", 2))
-        ]  # fmt: skip
-    print(json.dumps({"assets": args.assets, "results": results}, indent=1))
+
+def _ms(v: float | None, bound: bool = False) -> str:
+    if v is None or v != v:
+        return "–"
+    return f"{'≤' if bound else ''}{v:.1f}"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| assets | topology | tick p99 ms | ingest rows/s (offered) | head CPU | "
+        "lag p99 ms | dispatch p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['assets']} | {r['topology']} | error: {r['error']} |||||")
+            continue
+        d = r["dispatch_rtt_ms"]
+        lines.append(
+            f"| {r['assets']} | {r['topology']} | {_ms(r['tick_p99_ms'], r['tick_p99_bound'])} | "
+            f"{r['ingest_rows_per_s']:,.0f} ({r['offered_rows_per_s']:,.0f}) | "
+            f"{100 * r['head_cpu_share']:.0f} % | {_ms(r['telemetry_lag_ms']['p99_ms'])} | "
+            f"{_ms(d['p50_ms'])} / {_ms(d['p99_ms'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated integers expected: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"positive integers expected, got {text!r}")
+    return values
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--assets", type=_ints, default=[500], help="fleet sizes, e.g. 10000,40000")
+    ap.add_argument("--agents", type=_ints, default=[1, 2], help="agent counts, e.g. 1,2,4")
+    ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per topology")
+    ap.add_argument("--no-single", action="store_true", help="skip the bess-sim run baseline")
+    ap.add_argument("--output", type=Path, help="also write the results as JSON here")
+    args = ap.parse_args()
+    # The bench's own NATS connections (heartbeats, cleanup) log their closing: not news here.
+    logging.getLogger("bess_sim.cluster").setLevel(logging.ERROR)
+    groups = math.lcm(*args.agents)
+    results: list[dict[str, Any]] = []
+    for n in args.assets:
+        if n % groups:
+            ap.error(f"--assets {n}: must be a multiple of {groups} (equal shards)")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = sharded_fleet(Path(tmp) / "assets.yaml", n, groups)
+            ids = [asset_uuid(i) for i in range(n)]
+            for agents in ([] if args.no_single else [0]) + args.agents:
+                row: dict[str, Any] = {"assets": n, "agents": agents, "topology": _name(agents)}
+                try:
+                    row |= _topology(path, ids, agents, args.seconds)
+                except Exception as exc:  # one failed topology does not lose the others
+                    row["error"] = f"{type(exc).__name__}: {exc}"
+                results.append(row)
+                print(table(results[-1:]).splitlines()[-1], flush=True)
+    doc = {"seconds": args.seconds, "results": results}
+    if args.output is not None:
+        args.output.write_text(json.dumps(doc, indent=1))
+    print()
+    print(table(results))
+    print(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from ..modbus.points import RegisterMap
 from ..runtime import ClockModeError, Runtime, TickFailedError
@@ -55,6 +57,9 @@ class Agent(Runtime):
         # Bus operations in the order the tick made them (telemetry, records, KV), one at a time.
         self._outbox: asyncio.Queue[tuple[str, Callable[[], Awaitable[None]]]] = asyncio.Queue()
         self.dropped_batches = 0
+        # Wall time of each tick since the last heartbeat (ms): agents serve no /metrics, so
+        # the heartbeat carries them (bench/cluster.py reports their p99).
+        self._tick_ms: list[float] = []
 
     async def _start_http(self) -> None:
         """Agents serve no HTTP: the headend does."""
@@ -206,14 +211,27 @@ class Agent(Runtime):
                     await asyncio.sleep(0.5)
             self._outbox.task_done()
 
+    async def tick_off_loop(self, dt_s: float, pool: ThreadPoolExecutor) -> None:
+        started = time.perf_counter()
+        await super().tick_off_loop(dt_s, pool)
+        self._tick_ms.append((time.perf_counter() - started) * 1e3)
+
+    def tick(self, dt_s: float) -> list[Snapshot]:
+        started = time.perf_counter()
+        snaps = super().tick(dt_s)
+        self._tick_ms.append((time.perf_counter() - started) * 1e3)
+        return snaps
+
     async def _heartbeat(self) -> None:
         subject = self.bus.subjects.heartbeat(self.shard.index)
         while True:
+            tick_ms, self._tick_ms = self._tick_ms[-1000:], []
             body = {
                 "shard": self.shard.index,
                 "of": self.shard.count,
                 "tick": self.fleet.tick_count,
                 "assets": len(self.fleet.specs),
+                "tick_ms": [round(t, 3) for t in tick_ms],
             }
             with contextlib.suppress(Exception):
                 await self.bus.publish(subject, wire.dumps(body))
