@@ -1,7 +1,8 @@
 """Headend (with PostgreSQL) SIGKILLed while its agent keeps ticking, then restarted (DESIGN
 §15): the telemetry published while it was down is written afterwards from the durable
 consumer, so every tick's row of every asset is in the database exactly once, with no gap;
-the mirror meanwhile shows the newest tick, never the replayed backlog."""
+the mirror meanwhile shows the newest tick, never the replayed backlog. A dispatch record
+made while it was down (a Modbus write to the agent) reaches its log and database too."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from datetime import datetime, timedelta
 import asyncpg
 import httpx
 import pytest
+from pymodbus.client import AsyncModbusTcpClient
 
 from tests.cluster.conftest import Cluster, asset_id
+from tests.cluster.test_multiprocess import regs_f32
 from tests.storage.conftest import fresh_database, server_url
 
 pytestmark = pytest.mark.db
@@ -50,6 +53,13 @@ async def test_headend_killed_writes_the_missed_ticks_once(cluster: Cluster) -> 
         cluster.procs["headend"].send_signal(signal.SIGKILL)
         cluster.procs["headend"].wait(timeout=10)
         killed_at = datetime.fromisoformat((await _agent_ts(cluster)) or "1970-01-01T00:00:00Z")
+        # A setpoint written over Modbus while no headend runs: its record is only in the stream.
+        mb = AsyncModbusTcpClient("127.0.0.1", port=cluster.modbus_ports[1], timeout=5)
+        assert await mb.connect()
+        try:
+            assert not (await mb.write_registers(0, regs_f32(-7.5), device_id=1)).isError()
+        finally:
+            mb.close()
         await asyncio.sleep(3)  # ~15 ticks published with no headend to write them
 
         cluster.start("headend", *headend)
@@ -89,6 +99,15 @@ async def test_headend_killed_writes_the_missed_ticks_once(cluster: Cluster) -> 
             # The rows span the outage: ticks from before the kill to after the restart.
             assert ts[0] < killed_at - timedelta(seconds=1) and len(ts) > 30, (aid, len(ts))
         assert "database ingest from durable consumer" in cluster.log("headend")
+
+        recs = (await http.get("/dispatches", params={"asset_id": IDS[1]})).json()
+        assert [(r["source"], r["mw"]) for r in recs] == [("modbus", -7.5)], recs
+        con = await asyncpg.connect(db)
+        try:
+            found = await con.fetch("SELECT source, mw, status FROM dispatches")
+        finally:
+            await con.close()
+        assert [(r["source"], r["mw"]) for r in found] == [("modbus", -7.5)], found
 
 
 async def _agent_ts(cluster: Cluster) -> str | None:

@@ -95,8 +95,11 @@ class MirrorFleet(Fleet):
     def record(self, rec: DispatchRecord) -> None:
         """An agent's record (new, or a new status of a known one): stored and passed to the
         listeners (metrics, database) as if made here."""
-        if self._log.get(rec.id) == rec:
+        known = self._log.get(rec.id)
+        if known == rec:
             return  # the command's answer and the stream carry the same record
+        if known is not None and known.status != rec.status and rec.status == "accepted":
+            return  # a redelivered older version (accepted ends once, never starts again)
         self._store(rec)
 
 
@@ -158,15 +161,19 @@ class Headend(Runtime):
         await bus.ensure_streams()
         s = bus.subjects
         if self.storage is not None:
-            from .ingest import DurableIngest  # loads asyncpg: only with a database
+            from .ingest import DurableIngest, DurableRecordIngest  # asyncpg: only with a DB
 
             self._ingest = DurableIngest(bus, self.storage, self.fleet)
             await self._ingest.start()
             self._stack.push_async_callback(self._ingest.stop)
+            records = DurableRecordIngest(bus, self.storage, self.fleet, self._take_record)
+            await records.start()
+            self._stack.push_async_callback(records.stop)
         # The last batch of every shard first: agents that started before the headend (or
         # kept running while it restarted) are shown at once, not at their next tick.
         await bus.subscribe_stream(s.telemetry("*"), self._on_telemetry, last_per_subject=True)
-        await bus.subscribe_stream(s.dispatch_records("*"), self._on_record)
+        if self._ingest is None:  # with a database, from the durable consumer above
+            await bus.subscribe_stream(s.dispatch_records("*"), self._on_record)
         await bus.subscribe(s.heartbeat("*"), self._on_heartbeat)
         task = asyncio.create_task(self._watch(), name="bess-headend-watch")
 
@@ -201,6 +208,9 @@ class Headend(Runtime):
         rec = wire.decode_record(wire.loads(data))
         if self.fleet.has_asset(rec.asset_id):
             self.mirror.record(rec)
+
+    def _take_record(self, rec: DispatchRecord) -> None:
+        self.mirror.record(rec)
 
     def _publish(self, snaps: list[Snapshot]) -> None:
         if not snaps:

@@ -20,8 +20,9 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 
-from ..sim import Fleet
+from ..sim import DispatchRecord, Fleet
 from ..storage import Storage
 from ..storage.writer import RateLimitedLog
 from . import wire
@@ -129,3 +130,77 @@ class DurableIngest:
                 return False
             await asyncio.sleep(0.01)
         return True
+
+
+class DurableRecordIngest:
+    """The dispatch-record stream through a durable consumer of its own: a record made or
+    changed while the headend was down (a Modbus write to an agent, a dispatch ending) still
+    reaches the dispatch log and the database. ``on_record`` is the mirror's (it stores the
+    record and queues it for the database); a message is acknowledged once its version is
+    written (or replaced by a newer one, which the upsert writes instead)."""
+
+    def __init__(
+        self, bus: Bus, storage: Storage, fleet: Fleet, on_record: Callable[[DispatchRecord], None]
+    ) -> None:
+        self._bus = bus
+        self._storage = storage
+        self._fleet = fleet
+        self._on_record = on_record
+        self._unacked: deque[tuple[DispatchRecord | None, Delivery, float]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._bus_log = RateLimitedLog(10.0)
+
+    async def start(self) -> None:
+        s = self._bus.subjects
+        consumer = await self._bus.durable_consumer(
+            s.dispatch_stream, s.dispatch_records("*"), s.record_consumer, ACK_WAIT_S
+        )
+        self._task = asyncio.create_task(self._run(consumer), name="bess-headend-records")
+
+    async def stop(self, flush_s: float = 2.0) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._storage.flush(flush_s)
+            await self._ack_written()
+
+    async def _run(self, consumer: DurableConsumer) -> None:
+        while True:
+            await self._ack_written()
+            try:
+                msgs = await consumer.fetch(FETCH_BATCH, 0.5)
+            except BusUnavailableError as exc:
+                self._bus_log.add(
+                    1, f"headend: dispatch-record ingest waiting for NATS (%d): {exc}"
+                )
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                rec: DispatchRecord | None = None
+                try:
+                    rec = wire.decode_record(wire.loads(msg.data))
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.error("headend: undecodable dispatch record skipped: %s", exc)
+                if rec is not None and self._fleet.has_asset(rec.asset_id):
+                    self._on_record(rec)
+                else:
+                    rec = None  # nothing to write: acknowledged with the next batch
+                self._unacked.append((rec, msg, time.monotonic()))
+
+    async def _ack_written(self) -> None:
+        pending = self._unacked
+        with contextlib.suppress(Exception):  # a lost ack only means a harmless redelivery
+            # In order: a record waiting for the database holds back the ones after it, so
+            # a restart resumes no later than the first unwritten record.
+            while pending and (
+                pending[0][0] is None or not self._storage.record_pending(pending[0][0])
+            ):
+                await pending.popleft()[1].ack()
+            now = time.monotonic()
+            for i in range(len(pending)):
+                rec, msg, since = pending[i]
+                if now - since > ACK_WAIT_S / 2:
+                    await msg.in_progress()
+                    pending[i] = (rec, msg, now)

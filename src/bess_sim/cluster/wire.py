@@ -45,6 +45,11 @@ class Subjects:
         """The headend's durable consumer of the telemetry stream (database ingest)."""
         return f"{self.prefix.upper()}_HEADEND_DB"
 
+    @property
+    def record_consumer(self) -> str:
+        """The headend's durable consumer of the dispatch-record stream (with a database)."""
+        return f"{self.prefix.upper()}_HEADEND_RECORDS"
+
     def telemetry(self, shard: int | str) -> str:
         return f"{self.prefix}.telemetry.{shard}"
 

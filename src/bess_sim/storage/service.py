@@ -103,6 +103,11 @@ class Storage:
         was at most this is in the database."""
         return self._buffer.written_total
 
+    def record_pending(self, record: DispatchRecord) -> bool:
+        """This version of a dispatch record is queued and not written yet (False once it is
+        written, or replaced by a newer version: the upsert then writes the newer state)."""
+        return self._dispatches.holds(record)
+
     @property
     def dropped_rows(self) -> int:
         return self._buffer.dropped_total

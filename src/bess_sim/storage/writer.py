@@ -136,6 +136,10 @@ class DispatchQueue:
             self._pending.popitem(last=False)
             self._drop_log.add(1, "database: dispatch queue full; dropped %d dispatch records")
 
+    def holds(self, record: DispatchRecord) -> bool:
+        """This version of the record (an equal one) still waits to be written."""
+        return self._pending.get(record.id) == record
+
     def peek(self) -> list[DispatchRecord]:
         return list(self._pending.values())
 
