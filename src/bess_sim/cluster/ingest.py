@@ -53,6 +53,7 @@ class DurableIngest:
         self._unacked: deque[tuple[int, Delivery, float]] = deque()
         self._task: asyncio.Task[None] | None = None
         self._bus_log = RateLimitedLog(10.0)
+        self._msg_rows = 1  # rows of the largest message so far
 
     async def start(self) -> None:
         s = self._bus.subjects
@@ -77,11 +78,15 @@ class DurableIngest:
         limit = int(self._storage.config.buffer_rows * BUFFER_SHARE)
         while True:
             await self._ack_written()
-            if self._storage.pending_rows > limit:
+            pending = self._storage.pending_rows
+            # Only as many messages as fit below the limit (the largest message seen so far
+            # as the measure), at least one into an empty buffer: the buffer never drops.
+            n = (limit - pending) // self._msg_rows
+            if n < 1 and pending:
                 await asyncio.sleep(0.05)  # the database is behind: the stream holds the rest
                 continue
             try:
-                msgs = await consumer.fetch(FETCH_BATCH, 0.5)
+                msgs = await consumer.fetch(min(max(n, 1), FETCH_BATCH), 0.5)
             except BusUnavailableError as exc:
                 self._bus_log.add(1, f"headend: database ingest waiting for NATS (%d): {exc}")
                 await asyncio.sleep(0.5)
@@ -99,6 +104,7 @@ class DurableIngest:
             self._unacked.append((self._storage.accepted_rows, msg, time.monotonic()))
             return
         snaps = [s for s in batch.snapshots if self._fleet.has_asset(s.asset_id)]
+        self._msg_rows = max(self._msg_rows, len(snaps))
         dropped = self._storage.dropped_rows
         if snaps:
             self._storage.publish(snaps)
