@@ -13,13 +13,17 @@ Per topology, over ``--seconds`` of steady running:
 - **telemetry lag p99**: arrival time of ``/ws/telemetry?asset_id=`` messages (one asset per
   shard) minus their simulated timestamp, above the smallest such age of that shard in the run
   (each process's first tick fixes its own offset): how much later than its best a tick shows;
-- **dispatch p99**: sequential ``POST /dispatch`` round trip.
+- **dispatch p99**: sequential ``POST /dispatch`` round trip;
+- with ``--database-url``: **db rows/s**, rows the database writer committed per second
+  (``bess_db_written_rows``; the headend's come from its durable consumer). The database is
+  reset (``--reset-db``) for each topology.
 
 The machine is shared: compare within one run only. 100,000 assets at 1 Hz is ~20 MB/s of
 telemetry JSON into JetStream (docs/scale-out.md, Sizing): needs the disk and the time.
 
     python -m bench.cluster --assets 10000,40000,100000 --agents 1,2,4 --seconds 20
     python -m bench.cluster --assets 200 --agents 1,2 --seconds 5        # smoke size
+    python -m bench.cluster --assets 10000 --agents 2 --database-url postgresql://...
 """
 
 from __future__ import annotations
@@ -174,11 +178,13 @@ async def _measure(
         await t  # a listener or the dispatch loop that failed fails the topology
     elapsed = t1 - t0
     batches = m1.get("bess_ticks_total", 0.0) - m0.get("bess_ticks_total", 0.0)
+    written = m1.get("bess_db_written_rows_total", 0.0) - m0.get("bess_db_written_rows_total", 0.0)
     lag = [a - min(v) for v in ages.values() if v for a in v]
     out: dict[str, Any] = {
         "ingest_rows_per_s": batches * len(ids) / shards / elapsed,
         "offered_rows_per_s": len(ids) / 1.0,
         "head_cpu_share": (cpu1 - cpu0) / elapsed,
+        "db_rows_per_s": written / elapsed if "bess_db_written_rows_total" in m1 else None,
         "telemetry_lag_ms": summary_ms(lag),
         "dispatch_rtt_ms": summary_ms(rtt),
     }
@@ -193,19 +199,23 @@ async def _measure(
     return out
 
 
-def _topology(assets: Path, ids: list[str], agents: int, seconds: float) -> dict[str, Any]:
+def _topology(
+    assets: Path, ids: list[str], agents: int, seconds: float, db: str | None
+) -> dict[str, Any]:
     http = free_port()
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     common = ["--assets", str(assets), "--start-time", datetime.now(UTC).isoformat()]
+    # The database belongs to the HTTP process (run or headend); agents never connect.
+    with_db = ["--database-url", db, "--reset-db"] if db else []
     procs: list[subprocess.Popen[bytes]] = []
     bess = [PYTHON, "-m", "bess_sim"]
     try:
         if agents == 0:
-            argv = [*bess, "run", "--http-port", str(http), *common]
+            argv = [*bess, "run", "--http-port", str(http), *common, *with_db]
             procs.append(subprocess.Popen(argv, stderr=subprocess.DEVNULL))
         else:
             nats = ["--nats", NATS, "--nats-prefix", prefix]
-            head = [*bess, "headend", "--http-port", str(http), *common, *nats]
+            head = [*bess, "headend", "--http-port", str(http), *common, *nats, *with_db]
             procs.append(subprocess.Popen(head, stderr=subprocess.DEVNULL))
             for k in range(agents):
                 argv = [*bess, "agent", "--shard", f"{k}/{agents}", *common, *nats]
@@ -250,21 +260,25 @@ def _ms(v: float | None, bound: bool = False) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| assets | topology | tick p99 ms | ingest rows/s (offered) | head CPU | "
-        "lag p99 ms | dispatch p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|",
+        "lag p99 ms | dispatch p50 / p99 ms | db rows/s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['assets']} | {r['topology']} | error: {r['error']} |||||")
+            lines.append(f"| {r['assets']} | {r['topology']} | error: {r['error']} ||||||")
             continue
         d = r["dispatch_rtt_ms"]
         lines.append(
             f"| {r['assets']} | {r['topology']} | {_ms(r['tick_p99_ms'], r['tick_p99_bound'])} | "
             f"{r['ingest_rows_per_s']:,.0f} ({r['offered_rows_per_s']:,.0f}) | "
             f"{100 * r['head_cpu_share']:.0f} % | {_ms(r['telemetry_lag_ms']['p99_ms'])} | "
-            f"{_ms(d['p50_ms'])} / {_ms(d['p99_ms'])} |"
+            f"{_ms(d['p50_ms'])} / {_ms(d['p99_ms'])} | {_rate(r.get('db_rows_per_s'))} |"
         )
     return "\n".join(lines)
+
+
+def _rate(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.0f}"
 
 
 def _ints(text: str) -> list[int]:
@@ -284,6 +298,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per topology")
     ap.add_argument("--no-single", action="store_true", help="skip the bess-sim run baseline")
     ap.add_argument("--output", type=Path, help="also write the results as JSON here")
+    ap.add_argument(
+        "--database-url",
+        help="PostgreSQL database for run and headend: TRUNCATED per topology (use a scratch one)",
+    )
     args = ap.parse_args()
     # The bench's own NATS connections (heartbeats, cleanup) log their closing: not news here.
     logging.getLogger("bess_sim.cluster").setLevel(logging.ERROR)
@@ -298,7 +316,7 @@ def main() -> None:
             for agents in ([] if args.no_single else [0]) + args.agents:
                 row: dict[str, Any] = {"assets": n, "agents": agents, "topology": _name(agents)}
                 try:
-                    row |= _topology(path, ids, agents, args.seconds)
+                    row |= _topology(path, ids, agents, args.seconds, args.database_url)
                 except Exception as exc:  # one failed topology does not lose the others
                     row["error"] = f"{type(exc).__name__}: {exc}"
                 results.append(row)
