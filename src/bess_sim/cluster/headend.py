@@ -123,6 +123,7 @@ class Headend(Runtime):
         self._shard_tick: dict[int, int] = {}  # shard → newest tick mirrored
         #: With a database: its rows come from a durable consumer of their own (ingest.py).
         self._ingest: DurableIngest | None = None
+        self._decode: Callable[[bytes], wire.TelemetryBatch] = wire.decode_snapshots
 
     def _create_app(self) -> FastAPI:
         app = super()._create_app()
@@ -161,9 +162,11 @@ class Headend(Runtime):
         await bus.ensure_streams()
         s = bus.subjects
         if self.storage is not None:
-            from .ingest import DurableIngest, DurableRecordIngest  # asyncpg: only with a DB
+            from .ingest import DecodeCache, DurableIngest, DurableRecordIngest  # asyncpg: DB only
 
-            self._ingest = DurableIngest(bus, self.storage, self.fleet)
+            cache = DecodeCache()  # each message comes to both readers: decoded once
+            self._decode = cache.decode
+            self._ingest = DurableIngest(bus, self.storage, self.fleet, cache)
             await self._ingest.start()
             self._stack.push_async_callback(self._ingest.stop)
             records = DurableRecordIngest(bus, self.storage, self.fleet, self._take_record)
@@ -198,7 +201,7 @@ class Headend(Runtime):
         self._seen(int(hb["shard"]))
 
     async def _on_telemetry(self, data: bytes) -> None:
-        batch = wire.decode_snapshots(data)
+        batch = self._decode(data)
         self._seen(batch.shard)
         self._shard_tick[batch.shard] = max(self._shard_tick.get(batch.shard, 0), batch.tick)
         snaps = self.mirror.apply(batch)
