@@ -281,8 +281,10 @@ class Headend(Runtime):
                     if time.monotonic() > deadline:
                         raise AssetUnavailableError(f"agent {k}: stepped telemetry not received")
                     await asyncio.sleep(0.01)
-                # History is read from the database: its rows must be handed to it too.
-                if self._ingest is not None and not await self._ingest.caught_up(
+                # History is read from the database: its rows must be handed to it too (not
+                # while it is down: history then comes from memory, and the ingest waits).
+                ingest = self._ingest if self.db_status == "ok" else None
+                if ingest is not None and not await ingest.caught_up(
                     k, int(body["tick"]), max(0.0, deadline - time.monotonic())
                 ):
                     raise AssetUnavailableError(f"agent {k}: stepped telemetry not ingested")
