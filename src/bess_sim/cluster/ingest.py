@@ -40,6 +40,11 @@ FETCH_BATCH = 32
 BUFFER_SHARE = 0.5
 
 
+def _pct(exc: Exception) -> str:
+    """``exc`` as text inside a %-format string (RateLimitedLog formats its own count)."""
+    return str(exc).replace("%", "%%")
+
+
 class DecodeCache:
     """The last few telemetry messages decoded, keyed by their bytes: with a database the
     headend receives each message twice (live mirror feed and durable ingest, usually within
@@ -120,7 +125,7 @@ class DurableIngest:
             try:
                 msgs = await consumer.fetch(min(max(n, 1), FETCH_BATCH), 0.5)
             except BusUnavailableError as exc:
-                self._bus_log.add(1, f"headend: database ingest waiting for NATS (%d): {exc}")
+                self._bus_log.add(1, "headend: database ingest waiting for NATS (%d): " + _pct(exc))
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
@@ -211,7 +216,7 @@ class DurableRecordIngest:
                 msgs = await consumer.fetch(FETCH_BATCH, 0.5)
             except BusUnavailableError as exc:
                 self._bus_log.add(
-                    1, f"headend: dispatch-record ingest waiting for NATS (%d): {exc}"
+                    1, "headend: dispatch-record ingest waiting for NATS (%d): " + _pct(exc)
                 )
                 await asyncio.sleep(0.5)
                 continue
