@@ -1,6 +1,12 @@
 """Scale-out bench (issue 14, DESIGN §15, docs/scale-out.md): for each fleet size, the same
-assets.yaml as ``bess-sim run`` and as headend + K shard agents over NATS (127.0.0.1:4222),
-at 1 Hz, one topology after the other in one run, on this machine.
+assets.yaml as ``bess-sim run`` and as headend + K shard agents over NATS, at 1 Hz, one
+topology after the other in one run, on this machine.
+
+NATS: by default a nats-server of the bench's own (free port, JetStream store in a temporary
+directory, deleted afterwards) with ``max_payload`` 64 MB: an agent publishes one telemetry
+message per tick of ~210 B per asset, so past ~5,000 assets per agent it exceeds NATS's
+default 1 MB limit (docs/scale-out.md, "Not done"). ``--nats URL`` uses a running server
+instead; grid cells whose message would exceed its ``max_payload`` are reported as errors.
 
 Per topology, over ``--seconds`` of steady running:
 
@@ -30,15 +36,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import random
 import re
+import socket
 import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,8 +58,53 @@ import yaml
 
 from .common import PYTHON, asset_uuid, cpu_seconds, fleet_data, free_port, port_block, summary_ms
 
-NATS = "nats://127.0.0.1:4222"
+NATS = "nats://127.0.0.1:4222"  # replaced by main(): the bench's own server or --nats
 UNITS_PER_PORT = 100
+#: Telemetry bytes per asset in an agent's message (positional JSON row; measured ~207 B).
+ROW_BYTES = 215
+#: The own server's limits: NATS's largest max_payload, and room for a few such messages
+#: queued to each subscriber.
+MAX_PAYLOAD = 64 * 1024 * 1024
+MAX_PENDING = 512 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def own_nats_server(tmp: Path) -> Iterator[str]:
+    """A nats-server with JetStream for this run only; yields its URL."""
+    port = free_port()
+    conf = tmp / "nats.conf"
+    conf.write_text(
+        f"listen: 127.0.0.1:{port}\nmax_payload: {MAX_PAYLOAD}\nmax_pending: {MAX_PENDING}\n"
+        f'jetstream {{ store_dir: "{tmp / "js"}" }}\n'
+    )
+    proc = subprocess.Popen(
+        ["nats-server", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server -c {conf} did not start")
+            time.sleep(0.1)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _max_payload(url: str) -> int:
+    from bess_sim.cluster.bus import Bus
+    from bess_sim.cluster.wire import Subjects
+
+    async with Bus(url, Subjects("bench"), "bench probe") as bus:
+        return int(bus.nc.max_payload)
 
 
 def sharded_fleet(path: Path, n_assets: int, groups: int) -> Path:
@@ -225,7 +279,10 @@ def _topology(
         probe = ids[: max(agents, 1) * 4] + ids[-max(agents, 1) :]
         _wait_up(base, probe, timeout_s=120 + len(ids) / 100)
         time.sleep(2)
-        return asyncio.run(_measure(base, ids, agents, prefix, seconds, procs[0].pid))
+        out = asyncio.run(_measure(base, ids, agents, prefix, seconds, procs[0].pid))
+        if not db:
+            out["db_rows_per_s"] = None  # the counter exists (at 0) without a database
+        return out
     finally:
         for p in procs:
             p.terminate()
@@ -291,6 +348,29 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def _grid(args: argparse.Namespace, groups: int, max_payload: int) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for n in args.assets:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = sharded_fleet(Path(tmp) / "assets.yaml", n, groups)
+            ids = [asset_uuid(i) for i in range(n)]
+            for agents in ([] if args.no_single else [0]) + args.agents:
+                row: dict[str, Any] = {"assets": n, "agents": agents, "topology": _name(agents)}
+                message_b = n // max(agents, 1) * ROW_BYTES
+                try:
+                    if agents and message_b > max_payload:
+                        raise RuntimeError(
+                            f"a telemetry message (~{message_b / 1e6:.1f} MB) exceeds the "
+                            f"server's max_payload ({max_payload / 1e6:.1f} MB)"
+                        )
+                    row |= _topology(path, ids, agents, args.seconds, args.database_url)
+                except Exception as exc:  # one failed topology does not lose the others
+                    row["error"] = f"{type(exc).__name__}: {exc}"
+                results.append(row)
+                print(table(results[-1:]).splitlines()[-1], flush=True)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--assets", type=_ints, default=[500], help="fleet sizes, e.g. 10000,40000")
@@ -298,6 +378,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per topology")
     ap.add_argument("--no-single", action="store_true", help="skip the bess-sim run baseline")
     ap.add_argument("--output", type=Path, help="also write the results as JSON here")
+    ap.add_argument("--nats", help="use this NATS server (default: one of the bench's own)")
     ap.add_argument(
         "--database-url",
         help="PostgreSQL database for run and headend: TRUNCATED per topology (use a scratch one)",
@@ -306,21 +387,17 @@ def main() -> None:
     # The bench's own NATS connections (heartbeats, cleanup) log their closing: not news here.
     logging.getLogger("bess_sim.cluster").setLevel(logging.ERROR)
     groups = math.lcm(*args.agents)
-    results: list[dict[str, Any]] = []
     for n in args.assets:
         if n % groups:
             ap.error(f"--assets {n}: must be a multiple of {groups} (equal shards)")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = sharded_fleet(Path(tmp) / "assets.yaml", n, groups)
-            ids = [asset_uuid(i) for i in range(n)]
-            for agents in ([] if args.no_single else [0]) + args.agents:
-                row: dict[str, Any] = {"assets": n, "agents": agents, "topology": _name(agents)}
-                try:
-                    row |= _topology(path, ids, agents, args.seconds, args.database_url)
-                except Exception as exc:  # one failed topology does not lose the others
-                    row["error"] = f"{type(exc).__name__}: {exc}"
-                results.append(row)
-                print(table(results[-1:]).splitlines()[-1], flush=True)
+    global NATS
+    with contextlib.ExitStack() as stack:
+        if args.nats:
+            NATS = args.nats
+        else:
+            store = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-nats-"))
+            NATS = stack.enter_context(own_nats_server(Path(store)))
+        results = _grid(args, groups, asyncio.run(_max_payload(NATS)))
     doc = {"seconds": args.seconds, "results": results}
     if args.output is not None:
         args.output.write_text(json.dumps(doc, indent=1))
