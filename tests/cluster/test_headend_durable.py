@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import signal
 import time
 from datetime import datetime, timedelta
@@ -16,9 +17,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
+import websockets
 from pymodbus.client import AsyncModbusTcpClient
 
-from tests.cluster.conftest import Cluster, asset_id
+from tests.cluster.conftest import START_TIMEOUT_S, Cluster, asset_id
 from tests.cluster.test_multiprocess import regs_f32
 from tests.storage.conftest import TcpProxy, fresh_database, server_url, with_hostport
 
@@ -64,6 +66,9 @@ async def test_headend_killed_writes_the_missed_ticks_once(cluster: Cluster) -> 
         await asyncio.sleep(3)  # ~15 ticks published with no headend to write them
 
         cluster.start("headend", *headend)
+        restarted = time.monotonic()
+        ws_url = cluster.base_url.replace("http://", "ws://") + f"/ws/telemetry?asset_id={IDS[0]}"
+        ws_task = asyncio.create_task(_ws_stamps(ws_url, 3.0))
         await cluster.wait_online(http, IDS)
         # The mirror shows the newest tick at once, and never steps back while the backlog
         # replays into the database.
@@ -76,6 +81,15 @@ async def test_headend_killed_writes_the_missed_ticks_once(cluster: Cluster) -> 
             seen[0],
             killed_at,
         )
+        # WebSocket clients get the live ticks only, in order: not the replayed backlog.
+        stamps = await ws_task
+        assert stamps == sorted(set(stamps)) and stamps[0] > killed_at, (stamps, killed_at)
+        assert len(stamps) <= 3.0 / TICK_S + 3, len(stamps)
+        # Every batch passed to the live sinks (WebSocket, history ring) counts one tick: only
+        # the last stored one and those since, never the backlog the database gets.
+        metrics = (await http.get("/metrics")).text
+        live = float(metrics.split("\nbess_ticks_total ")[1].split()[0])
+        assert live <= (time.monotonic() - restarted) / TICK_S + 2, (live, metrics[:300])
         await asyncio.sleep(1)
         cluster.procs["agent0"].terminate()
         cluster.procs["agent0"].wait(timeout=30)
@@ -112,6 +126,32 @@ async def test_headend_killed_writes_the_missed_ticks_once(cluster: Cluster) -> 
         finally:
             await con.close()
         assert [(r["source"], r["mw"]) for r in found] == [("modbus", -7.5)], found
+
+
+async def _ws_stamps(url: str, seconds: float) -> list[datetime]:
+    """Timestamps of the WebSocket tick messages for ``seconds`` from the first connection
+    that succeeds (the headend is still starting when this begins)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            ws = await websockets.connect(url, open_timeout=5)
+            break
+        except (OSError, websockets.exceptions.InvalidHandshake):
+            assert time.monotonic() < deadline, "headend WebSocket never answered"
+            await asyncio.sleep(0.05)
+    stamps = []
+    async with ws:
+        # The state on connecting (while no agent has reported yet: placeholders stamped with
+        # the headend's own start) is not a tick.
+        await asyncio.wait_for(ws.recv(), 10)
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = await asyncio.wait_for(ws.recv(), left)
+            except TimeoutError:
+                break
+            stamps.append(datetime.fromisoformat(json.loads(msg)["timestamp"]))
+    return stamps
 
 
 async def _agent_ts(cluster: Cluster) -> str | None:
