@@ -7,6 +7,8 @@ directory, deleted afterwards) with ``max_payload`` 64 MB: an agent publishes on
 message per tick of ~210 B per asset, so past ~5,000 assets per agent it exceeds NATS's
 default 1 MB limit (docs/scale-out.md, "Not done"). ``--nats URL`` uses a running server
 instead; grid cells whose message would exceed its ``max_payload`` are reported as errors.
+Its store is in the temporary directory (``TMPDIR``): ~20 MB/s at 100,000 assets while a
+topology runs, deleted after each.
 
 Per topology, over ``--seconds`` of steady running:
 
