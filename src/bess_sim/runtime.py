@@ -435,7 +435,6 @@ class Runtime:
             s.modbus_host,
             self.metrics,
             limits,
-            fleet_readable=self.tick_gate.readable,
             gate=self.tick_gate.shared,
         )
         try:

@@ -16,8 +16,9 @@ the loop it held every Modbus answer that long once a second (p99.9 6–7 ms at 
 What keeps Modbus reads consistent while the worker runs: an input read slices the image of
 one immutable snapshot, and each asset's snapshot reference is replaced by one assignment
 (atomic under the GIL), so a read sees one tick or the next, never a mix. Holding and SunSpec
-reads echo the command state (``Fleet.control``), which the worker may be changing: while
-``busy`` they take the slow path, which waits here (``ModbusService.fleet_readable``).
+reads echo the command state (``Fleet.control``), which the worker may be changing: they read
+it whole through sim/control.py (the state before the tick or after it), so they do not wait
+either.
 
 The GIL still switches between the worker and the loop every ``sys.getswitchinterval()``
 (5 ms by default): a request arriving during the tick waited up to that long for the
@@ -74,10 +75,6 @@ class TickGate:
     def busy(self) -> bool:
         """True while a tick computes in its worker thread (or waits to)."""
         return self._busy
-
-    def readable(self) -> bool:
-        """The fleet may be read from the loop now (no tick in its thread)."""
-        return not self._busy
 
     @contextlib.asynccontextmanager
     async def shared(self) -> AsyncIterator[None]:

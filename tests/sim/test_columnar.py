@@ -4,6 +4,7 @@ dispatch record compared for exact equality."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 from datetime import UTC, datetime
 from typing import Any
@@ -165,3 +166,19 @@ def test_event_free_v2_assets_take_the_columnar_step() -> None:
     f.trip(_asset_id(0))
     f.advance(1.0)
     assert f._batch.batched == 1
+
+
+def test_tick_snapshots_are_not_tracked_by_the_cyclic_gc() -> None:
+    """Both paths hand out untracked snapshots (sim/untrack.py: a tracked one per asset per
+    tick made generation-1 collections of milliseconds in the tick thread)."""
+    config = _config(
+        [{"reactive": {"s_max_mva": 6}}, {"reactive": {"s_max_mva": 6}}, {}], [50.0] * 3
+    )
+    f = _fleet(config, 1)
+    f.dispatch(DispatchRequest(_asset_id(0), 3.0))
+    snaps = f.advance(1.0)
+    assert f._batch.batched == 2  # assets 0 and 1 took the columnar step, asset 2 its own
+    assert len(snaps) == 3
+    assert [gc.is_tracked(s) for s in snaps] == [False, False, False]
+    # Per object, not per type: a derived snapshot (``_replace``) is tracked as usual.
+    assert gc.is_tracked(snaps[0]._replace(current_mw=1.0))

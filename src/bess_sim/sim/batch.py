@@ -21,6 +21,7 @@ from .cell import _CHARGING, _DERATED, _DISCHARGING, _IDLE, _SOC_HIGH, _SOC_LOW,
 from .columnar import ModelColumns, step
 from .model import Snapshot
 from .models import AssetModel, GridState
+from .untrack import untrack
 
 # Same slack as the fleet's event check: an event this close to the tick's end fires in it.
 _EVENT_EPS_S = 1e-9
@@ -136,7 +137,7 @@ class BatchStepper:
                 cell.temperature_c = temp
             # Field order of Snapshot, as the fleet's snapshot_of builds it; tuple.__new__
             # skips the NamedTuple's generated __new__ frame (~0.5 µs × 10,000 per tick).
-            out[cell] = new_tuple(Snapshot, (
+            out[cell] = snap = new_tuple(Snapshot, (
                 spec.id,
                 spec.site_id,
                 end_time,
@@ -158,5 +159,6 @@ class BatchStepper:
                 temp,
                 freq,
             ))  # fmt: skip
+            untrack(snap)  # never in a cycle; see untrack.py
         self.batched = len(out)
         return out

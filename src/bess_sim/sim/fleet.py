@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 from . import physics
 from .batch import BatchStepper
-from .cell import AssetCell, AssetControl, snapshot_of
+from .cell import AssetCell, snapshot_of
+from .control import AssetControl, ControlBoard
 from .device_fault import DeviceFault
 from .dispatch import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, validate
 from .model import Alarm, AssetSpec, FleetConfig, Site, Snapshot
@@ -79,6 +80,7 @@ class Fleet:
         )
         self.grid = GridState(nominal)
         self._batch = BatchStepper(batch_min_assets)
+        self._controls = ControlBoard()  # holding/SunSpec echo during a threaded tick
         now = self.now
         for cell in self._assets.values():
             cell.snapshot = self._snapshot(cell, now)
@@ -112,14 +114,8 @@ class Fleet:
         return [c.snapshot for c in self._assets.values() if c.snapshot is not None]
 
     def control(self, asset_id: str) -> AssetControl:
-        cell = self._cell(asset_id)
-        return AssetControl(
-            cell.setpoint_mw,
-            cell.heartbeat,
-            cell.watchdog_timeout_s,
-            cell.tripped,
-            cell.setpoint_mvar,
-        )
+        """Safe to call from the loop while a tick runs in a worker thread (sim/control.py)."""
+        return self._controls.read(self._cell(asset_id))
 
     def active_dispatch(self, asset_id: str) -> DispatchRecord | None:
         return self._cell(asset_id).active
@@ -355,6 +351,13 @@ class Fleet:
         """Advance simulated time by ``dt_s`` seconds; return every asset's new snapshot."""
         if dt_s < 0.0:
             raise ValueError("dt_s must be >= 0")
+        self._controls.begin_tick()
+        try:
+            return self._advance(dt_s)
+        finally:
+            self._controls.end_tick()
+
+    def _advance(self, dt_s: float) -> list[Snapshot]:
         t0 = self.sim_time_s
         t1 = t0 + dt_s
         end_time = self.start_time + timedelta(seconds=t1)
@@ -419,11 +422,13 @@ class Fleet:
                     )
                 t = stop
             if end_s is not None and end_s <= t + _EVENT_EPS_S:
+                self._controls.before_change(cell)
                 self._end_active(cell, DispatchStatus.COMPLETED, at_s=end_s)
                 cell.setpoint_mw = 0.0
                 cell.setpoint_mvar = 0.0
             deadline = cell.watchdog_deadline_s()
             if deadline is not None and deadline <= t + _EVENT_EPS_S:
+                self._controls.before_change(cell)
                 self._end_active(cell, DispatchStatus.REVERTED, at_s=deadline)
                 cell.setpoint_mw = 0.0
                 cell.setpoint_mvar = 0.0
@@ -449,6 +454,7 @@ class Fleet:
         cell.current_mvar = r.current_mvar
         cell.temperature_c = r.temperature_c
         if r.over_temperature:
+            self._controls.before_change(cell)
             cell.tripped = True
             cell.latched |= Alarm.TRIP | Alarm.OVER_TEMPERATURE
             # Stamped at the end of the (sub-)step in which trip_c was reached.
