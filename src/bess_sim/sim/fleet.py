@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from .device_fault import DeviceFault
 from .dispatch import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, validate
 from .model import Alarm, AssetSpec, FleetConfig, Site, Snapshot
 from .models import AssetModel, GridState
+from .records import DispatchListener, DispatchLog
 
 __all__ = ["DEFAULT_GRID_HZ", "AssetControl", "DispatchListener", "Fleet", "UnknownAssetError"]
 
@@ -30,8 +30,6 @@ __all__ = ["DEFAULT_GRID_HZ", "AssetControl", "DispatchListener", "Fleet", "Unkn
 _EVENT_EPS_S = 1e-9
 #: Grid frequency before any ``set_grid`` when no asset names a nominal (Hz).
 DEFAULT_GRID_HZ = 50.0
-
-DispatchListener = Callable[[DispatchRecord], None]
 
 
 class UnknownAssetError(KeyError):
@@ -65,11 +63,8 @@ class Fleet:
         self._assets: dict[str, AssetCell] = {a.id: AssetCell(a) for a in config.assets}
         self._sites: dict[str, Site] = {s.id: s for s in config.sites}
         self._retired: dict[str, AssetSpec] = {}
-        self._log: OrderedDict[str, DispatchRecord] = OrderedDict()
-        self._log_size = dispatch_log_size
+        self._log = DispatchLog(dispatch_log_size)
         self._new_id = id_factory
-        self._listeners: list[DispatchListener] = []
-        self._held: list[DispatchRecord] | None = None  # see hold_notifications
         nominal = next(
             (
                 a.model.frequency_response.nominal_hz
@@ -130,25 +125,15 @@ class Fleet:
         limit: int = 100,
     ) -> list[DispatchRecord]:
         """Newest first."""
-        out: list[DispatchRecord] = []
-        for rec in reversed(self._log.values()):
-            if asset_id is not None and rec.asset_id != asset_id:
-                continue
-            if status is not None and rec.status is not status:
-                continue
-            out.append(rec)
-            if len(out) >= limit:
-                break
-        return out
+        return self._log.query(asset_id, status, limit)
 
     def add_dispatch_listener(self, listener: DispatchListener) -> None:
         """``listener`` is called (synchronously) with every new or changed record."""
-        self._listeners.append(listener)
+        self._log.add_listener(listener)
 
     def remove_dispatch_listener(self, listener: DispatchListener) -> None:
         """Stop calling ``listener`` (a scenario's scorecard at the end of its run)."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self._log.remove_listener(listener)
 
     # ----------------------------------------------------------------- commands
     def dispatch(self, req: DispatchRequest) -> DispatchRecord:
@@ -262,9 +247,7 @@ class Fleet:
 
     def load_records(self, records: Iterable[DispatchRecord]) -> None:
         """Seed the in-memory log (oldest first) without notifying listeners."""
-        for rec in records:
-            self._log[rec.id] = rec
-        self._trim_log()
+        self._log.load(records)
 
     def resume_at(self, start_time: datetime) -> None:
         """Move the simulated start time before the first tick (the storage layer resumes a
@@ -509,29 +492,15 @@ class Fleet:
         self._store(ended)
 
     def _store(self, record: DispatchRecord) -> None:
-        self._log[record.id] = record
-        self._trim_log()
-        if self._held is not None:
-            self._held.append(record)
-            return
-        for listener in self._listeners:
-            listener(record)
+        self._log.store(record)
 
     def hold_notifications(self) -> None:
         """Queue dispatch-listener calls until :meth:`release_notifications` (the runtime
         computes a tick in a worker thread; its listeners — database queue, scorecard, bus —
         must run on the event loop)."""
-        if self._held is None:
-            self._held = []
+        self._log.hold()
 
     def release_notifications(self) -> None:
         """Call the listeners with every record queued since :meth:`hold_notifications`, in
         order, and notify directly again."""
-        held, self._held = self._held, None
-        for record in held or ():
-            for listener in self._listeners:
-                listener(record)
-
-    def _trim_log(self) -> None:
-        while len(self._log) > self._log_size:
-            self._log.popitem(last=False)
+        self._log.release()
