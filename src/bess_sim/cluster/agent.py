@@ -18,6 +18,7 @@ from ..modbus.points import RegisterMap
 from ..runtime import ClockModeError, Runtime, TickFailedError
 from ..settings import Settings
 from ..sim import DispatchRecord, DispatchStatus, FleetConfig, Snapshot, UnknownAssetError
+from ..sim.model import Alarm, Status
 from . import wire
 from .bus import Bus
 from .wire import Shard, Subjects
@@ -97,9 +98,9 @@ class Agent(Runtime):
     # ------------------------------------------------------------ restart
     async def _resume(self) -> None:
         """Back to the last state this shard published (DESIGN §15): SOC, MW (and §10
-        temperature/MVAr) from its last telemetry message, the dispatch in effect from the KV
-        bucket; simulated time continues after the last published tick, so no (asset, tick)
-        repeats."""
+        temperature/MVAr), trip, latched alarms and the watchdog's timer from its last
+        telemetry message, the dispatch in effect from the KV bucket; simulated time
+        continues after the last published tick, so no (asset, tick) repeats."""
         bus = self.bus
         data = await bus.last_message(
             bus.subjects.telemetry_stream, bus.subjects.telemetry(self.shard.index)
@@ -116,6 +117,7 @@ class Agent(Runtime):
         for aid, value in (await bus.kv_items()).items():
             if aid in last:
                 active[aid] = wire.decode_record(wire.loads(value))
+        tripped = 0
         for aid, snap in last.items():
             rec = active.get(aid)
             remaining: float | None = None
@@ -123,6 +125,7 @@ class Agent(Runtime):
                 remaining = rec.duration_s - (last_ts - rec.submitted_at).total_seconds()
                 if remaining <= 0:
                     rec = None  # it ended while the agent was down
+            timeout_s, age_s = batch.watchdog.get(aid, (None, 0.0))
             self.fleet.restore(
                 aid,
                 soc_mwhr=snap.soc_mwhr,
@@ -131,13 +134,23 @@ class Agent(Runtime):
                 remaining_s=remaining,
                 temperature_c=snap.temperature_c,
                 current_mvar=snap.current_mvar,
+                heartbeat=snap.heartbeat,
+                heartbeat_age_s=age_s,
+                watchdog_timeout_s=timeout_s,
+                watchdog_alarm=bool(snap.alarms & Alarm.WATCHDOG),
             )
+            if snap.status == Status.FAULT:
+                # Tripped stays tripped until reset (a trip interrupted its dispatch then,
+                # so none is in the bucket for it).
+                self.fleet.trip(aid, over_temperature=bool(snap.alarms & Alarm.OVER_TEMPERATURE))
+                tripped += 1
         log.info(
-            "agent %d/%d: resumed %d assets (%d dispatches in effect) from %s",
+            "agent %d/%d: resumed %d assets (%d dispatches in effect, %d tripped) from %s",
             self.shard.index,
             self.shard.count,
             len(last),
             len(active),
+            tripped,
             last_ts.isoformat(),
         )
 
@@ -159,8 +172,13 @@ class Agent(Runtime):
         self._outbox.put_nowait((what, op))
 
     def _enqueue_snapshots(self, snaps: Sequence[Snapshot]) -> None:
+        fleet = self.fleet
         payload = wire.encode_snapshots(
-            self.shard, self.fleet.tick_count, self.fleet.sim_time_s, snaps
+            self.shard,
+            fleet.tick_count,
+            fleet.sim_time_s,
+            snaps,
+            watchdog=fleet.watchdog_states(),
         )
         self._enqueue(
             self.bus.subjects.telemetry(self.shard.index),

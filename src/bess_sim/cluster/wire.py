@@ -84,22 +84,37 @@ def loads(data: bytes) -> Any:
 _TS = Snapshot._fields.index("timestamp")
 
 
+def _row(s: Snapshot) -> list[Any]:
+    return [*s[:_TS], s.timestamp.isoformat(), *s[_TS + 1 :]]
+
+
 def encode_snapshots(
-    shard: Shard, tick: int, sim_time_s: float, snaps: Sequence[Snapshot]
+    shard: Shard,
+    tick: int,
+    sim_time_s: float,
+    snaps: Sequence[Snapshot],
+    *,
+    watchdog: dict[str, tuple[float, float]] | None = None,
+    rest: Sequence[Snapshot] = (),
 ) -> bytes:
+    """One telemetry message. ``watchdog``: ``asset id → (timeout_s, seconds since the
+    heartbeat changed)`` for a restarted agent (``Fleet.watchdog_states``); ``rest``: the
+    snapshots as the REST surface shows them where a §11 view fault makes that differ."""
     # Rows as positional lists (Snapshot field order, named once in "fields"): a third the
     # size of one object per asset.
-    rows = [[*s[:_TS], s.timestamp.isoformat(), *s[_TS + 1 :]] for s in snaps]
-    return dumps(
-        {
-            "shard": shard.index,
-            "of": shard.count,
-            "tick": tick,
-            "sim_time_s": sim_time_s,
-            "fields": Snapshot._fields,
-            "rows": rows,
-        }
-    )
+    msg: dict[str, Any] = {
+        "shard": shard.index,
+        "of": shard.count,
+        "tick": tick,
+        "sim_time_s": sim_time_s,
+        "fields": Snapshot._fields,
+        "rows": [_row(s) for s in snaps],
+    }
+    if watchdog:
+        msg["watchdog"] = {aid: list(v) for aid, v in watchdog.items()}
+    if rest:
+        msg["rest"] = [_row(s) for s in rest]
+    return dumps(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,17 +123,31 @@ class TelemetryBatch:
     tick: int
     sim_time_s: float
     snapshots: list[Snapshot]
+    watchdog: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    rest: list[Snapshot] = dataclasses.field(default_factory=list)
+
+
+def _snapshots(fields: list[str], rows: list[list[Any]]) -> list[Snapshot]:
+    snaps = []
+    for row in rows:
+        d = dict(zip(fields, row, strict=True))
+        d["timestamp"] = datetime.fromisoformat(d["timestamp"])
+        snaps.append(Snapshot(**d))
+    return snaps
 
 
 def decode_snapshots(data: bytes) -> TelemetryBatch:
     msg = loads(data)
     fields = msg["fields"]
-    snaps = []
-    for row in msg["rows"]:
-        d = dict(zip(fields, row, strict=True))
-        d["timestamp"] = datetime.fromisoformat(d["timestamp"])
-        snaps.append(Snapshot(**d))
-    return TelemetryBatch(int(msg["shard"]), int(msg["tick"]), float(msg["sim_time_s"]), snaps)
+    watchdog = {str(aid): (float(v[0]), float(v[1])) for aid, v in msg.get("watchdog", {}).items()}
+    return TelemetryBatch(
+        int(msg["shard"]),
+        int(msg["tick"]),
+        float(msg["sim_time_s"]),
+        _snapshots(fields, msg["rows"]),
+        watchdog,
+        _snapshots(fields, msg.get("rest", [])),
+    )
 
 
 def telemetry_msg_id(shard: Shard, snaps: Sequence[Snapshot]) -> str:
