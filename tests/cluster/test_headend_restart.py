@@ -60,9 +60,18 @@ async def test_agents_keep_answering_while_the_headend_is_down(
     r = await http.post("/dispatch", json={"asset_id": IDS[2], "mw": 1})
     assert r.status_code == 201, r.text
 
-    # Not forwarded yet: refused (501), never applied to the headend's mirror only.
+    # Forwarded to the agent since: a fault (its effects are covered by test_same_as_run).
     r = await http.post("/faults", json={"kind": "modbus_offline", "asset_id": IDS[0]})
-    assert r.status_code == 501, r.text
+    assert r.status_code == 201, r.text
+    assert (await http.get(f"/faults/{r.json()['id']}")).json()["state"] == "active"
+
+    # Not forwarded yet: registration and scenarios are refused (501), never applied to the
+    # headend's mirror only.
     r = await http.delete(f"/assets/{IDS[0]}")
     assert r.status_code == 501, r.text
+    assert "not available on the scale-out headend" in r.json()["detail"]
     assert (await http.get(f"/assets/{IDS[0]}")).status_code == 200
+    r = await http.post("/sites", json={"name": "S2", "location": "Lab"})
+    assert r.status_code == 501, r.text
+    r = await http.post("/scenarios", content=b"name: x\n")
+    assert r.status_code == 501, r.text

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from ..faults import Fault, FaultError, FaultNotFoundError, FaultRequest
 from ..modbus.points import RegisterMap
 from ..runtime import ClockModeError, Runtime, TickFailedError
 from ..settings import Settings
@@ -56,6 +57,7 @@ class Agent(Runtime):
         # Bus operations in the order the tick made them (telemetry, records, KV), one at a time.
         self._outbox: asyncio.Queue[tuple[str, Callable[[], Awaitable[None]]]] = asyncio.Queue()
         self.dropped_batches = 0
+        self._step_faults: list[Fault] | None = None  # faults changed by the step under way
 
     async def _start_http(self) -> None:
         """Agents serve no HTTP: the headend does."""
@@ -68,6 +70,8 @@ class Agent(Runtime):
         await bus.serve(subjects.command(self.shard.index, "dispatch"), self._on_dispatch)
         await bus.serve(subjects.command(self.shard.index, "step"), self._on_step)
         await bus.serve(subjects.command(self.shard.index, "asset"), self._on_asset_command)
+        await bus.serve(subjects.command(self.shard.index, "grid"), self._on_grid)
+        await bus.serve(subjects.command(self.shard.index, "fault"), self._on_fault_command)
         tasks = [
             asyncio.create_task(self._drain_outbox(), name="bess-agent-outbox"),
             asyncio.create_task(self._heartbeat(), name="bess-agent-heartbeat"),
@@ -83,6 +87,7 @@ class Agent(Runtime):
         self._stack.push_async_callback(stop)
         self.add_sink(_TelemetryPublisher(self))
         self.fleet.add_dispatch_listener(self._on_record)
+        self.faults.add_listener(self._on_fault)
         # Publish the state at start-up, so the headend shows these assets before tick 1.
         self._enqueue_snapshots(self.fleet.snapshots())
         log.info(
@@ -102,6 +107,9 @@ class Agent(Runtime):
         telemetry message, the dispatch in effect from the KV bucket; simulated time
         continues after the last published tick, so no (asset, tick) repeats."""
         bus = self.bus
+        grid = await bus.kv_get(wire.GRID_KEY)
+        if grid is not None:
+            self.fleet.grid = wire.decode_grid(grid)
         data = await bus.last_message(
             bus.subjects.telemetry_stream, bus.subjects.telemetry(self.shard.index)
         )
@@ -179,12 +187,28 @@ class Agent(Runtime):
             fleet.sim_time_s,
             snaps,
             watchdog=fleet.watchdog_states(),
+            rest=self._rest_views(snaps),
         )
         self._enqueue(
             self.bus.subjects.telemetry(self.shard.index),
             payload,
             wire.telemetry_msg_id(self.shard, snaps),
         )
+
+    def _rest_views(self, snaps: Sequence[Snapshot]) -> list[Snapshot]:
+        """The snapshots the REST surface shows differently (§11 view faults): the headend
+        serves REST, so it is told what to show."""
+        shown = self.faults.present(snaps, "rest")
+        if shown is snaps:
+            return []
+        return [p for p, s in zip(shown, snaps, strict=True) if p is not s]
+
+    def _on_fault(self, fault: Fault) -> None:
+        if self._step_faults is not None:
+            self._step_faults.append(fault)
+        subject = self.bus.subjects.fault_records(self.shard.index, fault.id)
+        payload = wire.dumps(wire.encode_fault(fault))
+        self._enqueue(subject, payload, wire.fault_msg_id(self.shard.index, fault))
 
     def _on_record(self, rec: DispatchRecord) -> None:
         self._enqueue(
@@ -258,6 +282,50 @@ class Agent(Runtime):
             self.shard, self.fleet.tick_count, self.fleet.sim_time_s, [snap]
         )
 
+    async def _on_fault_command(self, data: bytes) -> bytes:
+        """``POST /faults`` / ``DELETE /faults/{id}`` on the headend, applied by this agent's
+        own fault book (the code ``bess-sim run`` uses): the fault, or the book's error."""
+        try:
+            body = wire.loads(data)
+            op, fault_id = body["op"], str(body["fault_id"])
+            request = FaultRequest.model_validate(body["request"]) if op == "add" else None
+        except (ValueError, KeyError, TypeError) as exc:
+            return wire.dumps({"error": "bad_request", "detail": str(exc)})
+        try:
+            async with self.tick_gate.shared():
+                if request is not None:
+                    fault = await self.add_fault(request, fault_id=fault_id)
+                else:
+                    fault = await self.end_fault(fault_id)
+        except FaultError as exc:
+            return wire.dumps({"error": "fault", "field": exc.field, "message": exc.message})
+        except FaultNotFoundError:
+            return wire.dumps({"error": "not_found", "detail": f"unknown fault {fault_id}"})
+        # The asset as it is now (a trip acts at once) and as REST shows it.
+        snaps = [] if fault.asset_id is None else [self.fleet.snapshot(fault.asset_id)]
+        fleet = self.fleet
+        telemetry = wire.snapshots_msg(
+            self.shard, fleet.tick_count, fleet.sim_time_s, snaps, rest=self._rest_views(snaps)
+        )
+        return wire.dumps({"fault": wire.encode_fault(fault), "telemetry": telemetry})
+
+    async def _on_grid(self, data: bytes) -> bytes:
+        """``POST /grid`` on the headend: applied here, kept in the KV bucket for a restart
+        (of this or any agent), answered with the grid now in effect."""
+        try:
+            body = wire.loads(data)
+            freq, ambient = body["frequency_hz"], body["ambient_c"]
+            freq = None if freq is None else float(freq)
+            ambient = None if ambient is None else float(ambient)
+        except (ValueError, KeyError, TypeError) as exc:
+            return wire.dumps({"error": "bad_request", "detail": str(exc)})
+        async with self.tick_gate.shared():
+            await self.set_grid(freq, ambient)
+        value = wire.encode_grid(self.fleet.grid)
+        # Stored before the answer: the headend answers once every agent has it.
+        await self.bus.kv_put(wire.GRID_KEY, value)
+        return value
+
     async def _on_dispatch(self, data: bytes) -> bytes:
         try:
             req = wire.decode_request(data)
@@ -276,14 +344,24 @@ async def _on_step_impl(agent: Agent, data: bytes) -> bytes:
         seconds = float(wire.loads(data)["seconds"])
     except (ValueError, KeyError, TypeError) as exc:
         return wire.dumps({"error": f"bad step request: {exc}"})
+    agent._step_faults = []
     try:
         ticks = await agent.step(seconds)
     except (ClockModeError, TickFailedError) as exc:
         return wire.dumps({"error": f"agent {agent.shard.index}: {exc}"})
+    finally:
+        changed, agent._step_faults = agent._step_faults, None
     # Acknowledged once this step's telemetry and records are in JetStream: the headend then
-    # waits to have mirrored them, so a read after /sim/step sees the stepped fleet.
+    # waits to have mirrored them, so a read after /sim/step sees the stepped fleet. Faults
+    # that started or ended in the step come in the answer (their stream is read apart).
     await agent._outbox.join()
-    return wire.dumps({"ticks": ticks, "tick": agent.fleet.tick_count})
+    return wire.dumps(
+        {
+            "ticks": ticks,
+            "tick": agent.fleet.tick_count,
+            "faults": [wire.encode_fault(f) for f in changed or ()],
+        }
+    )
 
 
 class _TelemetryPublisher:

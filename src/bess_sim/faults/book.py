@@ -129,19 +129,25 @@ class FaultBook:
         return [f for f in self._open.values() if f.state is FaultState.ACTIVE]
 
     # ------------------------------------------------------------ commands
-    def add(self, request: FaultRequest) -> Fault:
-        """Schedule ``request`` (active at once when ``start_in_s`` is 0). Raises
-        :class:`FaultError` naming the field when the target does not exist."""
+    def check_target(self, request: FaultRequest) -> None:
+        """Raises :class:`FaultError` naming the field when the target does not exist."""
         asset_id = None if request.asset_id is None else str(request.asset_id)
         if asset_id is not None and not self.fleet.has_asset(asset_id):
             raise FaultError("asset_id", f"unknown asset {asset_id}")
         if request.port is not None and request.port not in self._ports():
             raise FaultError("port", f"no asset is served on Modbus port {request.port}")
+
+    def add(self, request: FaultRequest, *, fault_id: str | None = None) -> Fault:
+        """Schedule ``request`` (active at once when ``start_in_s`` is 0). Raises
+        :class:`FaultError` naming the field when the target does not exist. ``fault_id``:
+        the id to use (scale-out: one port-wide fault on several agents has one id)."""
+        self.check_target(request)
+        asset_id = None if request.asset_id is None else str(request.asset_id)
         now_s = self.fleet.sim_time_s
         start_s = now_s + request.start_in_s
         end_s = None if request.duration_s is None else start_s + request.duration_s
         fault = Fault(
-            id=self._new_id(),
+            id=self._new_id() if fault_id is None else fault_id,
             kind=request.kind,
             asset_id=asset_id,
             port=request.port,
