@@ -1,6 +1,7 @@
 """An agent restarted after SIGKILL continues what it published (DESIGN §15): a tripped asset
-stays tripped until reset, and a running Modbus watchdog keeps its time since the last
-heartbeat (and a timeout written over Modbus) instead of starting over."""
+stays tripped until reset, a running Modbus watchdog keeps its time since the last
+heartbeat (and a timeout written over Modbus) instead of starting over, and a fault in
+effect stays in effect (and can be deleted)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from tests.cluster.conftest import Cluster, asset_id
 from tests.cluster.test_multiprocess import regs_f32, until
+from tests.cluster.test_same_as_run import read_error
 
 A1, A2, A3, A4 = (asset_id(i) for i in range(1, 5))
 WATCHDOG_S = 8
@@ -31,6 +33,13 @@ async def test_trip_and_watchdog_survive_agent_restart(
     r = await http.post(f"/assets/{A1}/trip")
     assert r.status_code == 200 and r.json()["status"] == "fault", r.text
     tripped_at = ts(r.json()["timestamp"])
+    # A comm fault on A3 (until deleted): held by the agent, kept over its restart.
+    r = await http.post(
+        "/faults", json={"kind": "modbus_exception", "asset_id": A3, "params": {"code": 4}}
+    )
+    assert r.status_code == 201, r.text
+    fault_id = r.json()["id"]
+    assert await read_error("127.0.0.1", cluster.modbus_ports[2]) == 4
 
     # A2: watchdog timeout and a setpoint over Modbus, no heartbeat afterwards.
     mb = AsyncModbusTcpClient("127.0.0.1", port=cluster.modbus_ports[1], timeout=5)
@@ -93,6 +102,12 @@ async def test_trip_and_watchdog_survive_agent_restart(
     ran_s = (ts(got["ended_at"]) - submitted).total_seconds()
     assert abs(ran_s - WATCHDOG_S) <= 1.0, (ran_s, got)
     assert "watchdog" in (await http.get(f"/telemetry/{A2}")).json()["alarms"]
+
+    assert await read_error("127.0.0.1", cluster.modbus_ports[2]) == 4
+    assert (await http.get(f"/faults/{fault_id}")).json()["state"] == "active"
+    r = await http.delete(f"/faults/{fault_id}")
+    assert r.status_code == 200 and r.json()["end_reason"] == "deleted", r.text
+    assert await read_error("127.0.0.1", cluster.modbus_ports[2]) is None
 
     r = await http.post(f"/assets/{A1}/reset")
     assert r.status_code == 200 and r.json()["status"] != "fault", r.text

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from ..faults import Fault, FaultError, FaultNotFoundError, FaultRequest
+from ..faults import Fault, FaultError, FaultNotFoundError, FaultRequest, FaultState
 from ..modbus.points import RegisterMap
 from ..runtime import ClockModeError, Runtime, TickFailedError
 from ..settings import Settings
@@ -122,9 +122,13 @@ class Agent(Runtime):
         last_ts = max(s.timestamp for s in last.values())
         self.fleet.resume_at(last_ts)
         active: dict[str, DispatchRecord] = {}
-        for aid, value in (await bus.kv_items()).items():
-            if aid in last:
-                active[aid] = wire.decode_record(wire.loads(value))
+        faults: list[Fault] = []
+        mine = wire.fault_key(self.shard.index, "")
+        for key, value in (await bus.kv_items()).items():
+            if key in last:
+                active[key] = wire.decode_record(wire.loads(value))
+            elif key.startswith(mine):
+                faults.append(wire.decode_fault(wire.loads(value)))
         tripped = 0
         for aid, snap in last.items():
             rec = active.get(aid)
@@ -152,13 +156,19 @@ class Agent(Runtime):
                 # so none is in the bucket for it).
                 self.fleet.trip(aid, over_temperature=bool(snap.alarms & Alarm.OVER_TEMPERATURE))
                 tripped += 1
+        # After the assets (a freeze holds the restored snapshot); due ones start or end at
+        # the first tick, as they would have.
+        self.faults.restore([f for f in faults if f.asset_id is None or f.asset_id in last])
+        self.fault_wiring.sync()
         log.info(
-            "agent %d/%d: resumed %d assets (%d dispatches in effect, %d tripped) from %s",
+            "agent %d/%d: resumed %d assets (%d dispatches in effect, %d tripped, %d faults) "
+            "from %s",
             self.shard.index,
             self.shard.count,
             len(last),
             len(active),
             tripped,
+            len(faults),
             last_ts.isoformat(),
         )
 
@@ -209,6 +219,20 @@ class Agent(Runtime):
         subject = self.bus.subjects.fault_records(self.shard.index, fault.id)
         payload = wire.dumps(wire.encode_fault(fault))
         self._enqueue(subject, payload, wire.fault_msg_id(self.shard.index, fault))
+        # The open faults per agent, for a restarted agent (``_resume``).
+        bus, key = self.bus, wire.fault_key(self.shard.index, fault.id)
+        if fault.state is FaultState.ENDED:
+
+            async def delete() -> None:
+                await bus.kv_delete(key)
+
+            self._enqueue_op(f"kv delete {key}", delete)
+        else:
+
+            async def put() -> None:
+                await bus.kv_put(key, payload)
+
+            self._enqueue_op(f"kv put {key}", put)
 
     def _on_record(self, rec: DispatchRecord) -> None:
         self._enqueue(

@@ -266,6 +266,11 @@ def decode_fault(d: dict[str, Any]) -> Fault:
     )
 
 
+def fault_key(shard: int, fault_id: str) -> str:
+    """KV key of an open fault of agent ``shard`` (one port-wide fault may be on two)."""
+    return f"fault.{shard}.{fault_id}"
+
+
 def fault_msg_id(shard: int, f: Fault) -> str:
     # Scheduled → active → ended, once each; a port-wide fault on two agents has one id.
     return f"f:{shard}:{f.id}:{f.state.value}"

@@ -170,6 +170,36 @@ class FaultBook:
             self._flush()
         return self._log[fault.id]
 
+    def restore(self, faults: Sequence[Fault]) -> None:
+        """Take back the scheduled and active faults of a process that stopped (scale-out
+        agent restart, DESIGN §15) on this fleet's time base, with their ids, times and
+        parameters; listeners are not told (nothing changed for them). A trip's effect is
+        the asset's own tripped state; a freeze holds the asset as it is now; a comm
+        fault's random draws start over."""
+        base = self.fleet.start_time
+        for fault in faults:
+            if fault.state is FaultState.ENDED or fault.id in self._log:
+                continue
+            start_s = (fault.starts_at - base).total_seconds()
+            end_s = None if fault.ends_at is None else (fault.ends_at - base).total_seconds()
+            f = replace(fault, start_s=start_s, end_s=end_s)
+            self._ordinal += 1
+            self._rngs[f.id] = random.Random(f"{self.seed}:{f.id}")
+            if f.state is FaultState.ACTIVE and f.started_at is not None:
+                started_s = (f.started_at - base).total_seconds()
+                if f.kind is FaultKind.SOC_BIAS:
+                    p = f.params
+                    self._biases[f.id] = Bias(
+                        float(p["offset_pct"]), float(p["drift_pct_per_h"]), started_s
+                    )
+                elif f.kind is FaultKind.FROZEN_TELEMETRY and f.asset_id is not None:
+                    snap = self.fleet.snapshot(f.asset_id)
+                    surfaces = f.params.get("surfaces") or ["modbus"]
+                    self._frozen[f.id] = dict.fromkeys(surfaces, snap)
+            self._log[f.id] = f
+            self._open[f.id] = f
+        self._rebuild()
+
     def end(self, fault_id: str, reason: str = "deleted") -> Fault:
         """End a fault now (a scheduled one is cancelled); an ended one is returned as is."""
         fault = self._log.get(fault_id)
