@@ -1,6 +1,6 @@
-"""Fault records of a scale-out fleet reach the headend's database (DESIGN §7/§11 over §15):
-the agent holds the fault, the headend's mirror writes each state as ``bess-sim run``
-does."""
+"""Fault records and registrations of a scale-out fleet reach the headend's database
+(DESIGN §7/§11/§14 over §15): the agent holds the fault or asset, the headend writes each
+state or row as ``bess-sim run`` does."""
 
 from __future__ import annotations
 
@@ -53,3 +53,33 @@ async def test_fault_records_in_the_headend_database(cluster: Cluster) -> None:
         assert r.status_code == 200, r.text
         row = await row_state(db, fid, "ended")
         assert row["end_reason"] == "deleted"
+
+        # Registration (§14) through the headend: stored in its database as by run, and
+        # restored by a new headend (from the database; the agent from the KV bucket).
+        site = "0b9f3c2e-6a1d-4f7e-9c34-1a2b3c4d5e09"
+        r = await http.post("/sites", json={"id": site, "name": "S9", "location": "Lab"})
+        assert r.status_code == 201, r.text
+        new = asset_id(21)
+        body = {
+            "id": new, "site_id": site, "name": "N21", "location": "Lab", "capacity_mwhr": 10,
+            "max_mw": 5, "min_mw": -5, "ramp_rate_mw_per_min": 600, "efficiency": 0.9,
+            "modbus": {"port": cluster.modbus_ports[0], "unit_id": 2},
+        }  # fmt: skip
+        r = await http.post("/assets", json=body)
+        assert r.status_code == 201, r.text
+        con = await asyncpg.connect(db)
+        try:
+            origin = await con.fetchval("SELECT origin FROM assets WHERE id = $1", new)
+        finally:
+            await con.close()
+        assert origin == "api"
+        cluster.procs["headend"].terminate()
+        cluster.procs["headend"].wait(timeout=30)
+        cluster.start(
+            "headend", "headend", "--http-port", str(cluster.http_port), "--database-url", db
+        )
+        await cluster.wait_online(http, [*IDS, new])
+        assert (await http.get(f"/assets/{new}")).status_code == 200
+        # 204, not the 409 of an assets.yaml asset: known as registered over the API.
+        r = await http.delete(f"/assets/{new}")
+        assert r.status_code == 204, r.text

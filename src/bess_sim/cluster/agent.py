@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ..faults import Fault, FaultError, FaultNotFoundError, FaultRequest, FaultState
 from ..modbus.points import RegisterMap
+from ..registry import RegistrationError
 from ..runtime import ClockModeError, Runtime, TickFailedError
 from ..settings import Settings
 from ..sim import DispatchRecord, DispatchStatus, FleetConfig, Snapshot, UnknownAssetError
@@ -66,12 +67,14 @@ class Agent(Runtime):
         bus = await self._stack.enter_async_context(self.bus)
         await bus.ensure_streams()
         subjects = bus.subjects
+        await self._load_registered()
         await self._resume()
         await bus.serve(subjects.command(self.shard.index, "dispatch"), self._on_dispatch)
         await bus.serve(subjects.command(self.shard.index, "step"), self._on_step)
         await bus.serve(subjects.command(self.shard.index, "asset"), self._on_asset_command)
         await bus.serve(subjects.command(self.shard.index, "grid"), self._on_grid)
         await bus.serve(subjects.command(self.shard.index, "fault"), self._on_fault_command)
+        await bus.serve(subjects.command(self.shard.index, "registry"), self._on_registry)
         tasks = [
             asyncio.create_task(self._drain_outbox(), name="bess-agent-outbox"),
             asyncio.create_task(self._heartbeat(), name="bess-agent-heartbeat"),
@@ -171,6 +174,22 @@ class Agent(Runtime):
             len(faults),
             last_ts.isoformat(),
         )
+
+    async def _load_registered(self) -> None:
+        """Sites and this shard's assets registered over the headend's API (DESIGN §14),
+        kept in the KV bucket: added (ports bound) before the state is resumed."""
+        items = await self.bus.kv_items()
+        mine = f"asset.{self.shard.index}."
+        todo = [(k, v) for k, v in sorted(items.items()) if k.startswith("site.")]
+        todo += [(k, v) for k, v in items.items() if k.startswith(mine)]
+        for key, value in todo:
+            try:
+                if key.startswith("site."):
+                    await self.registry.add_site(wire.loads(value))
+                else:
+                    await self.registry.add_asset(wire.loads(value))
+            except RegistrationError as exc:
+                log.warning("agent: registration %s not restored: %s", key, exc.detail)
 
     # ------------------------------------------------------------ outgoing
     def _enqueue(self, subject: str, payload: bytes, msg_id: str) -> None:
@@ -332,6 +351,48 @@ class Agent(Runtime):
             self.shard, fleet.tick_count, fleet.sim_time_s, snaps, rest=self._rest_views(snaps)
         )
         return wire.dumps({"fault": wire.encode_fault(fault), "telemetry": telemetry})
+
+    async def _on_registry(self, data: bytes) -> bytes:
+        """Registration (DESIGN §14) the headend has validated for the whole fleet, applied
+        by this agent's own registry (binds a new port: its failure is the 409 answered)
+        and kept in the KV bucket for a restart."""
+        try:
+            msg = wire.loads(data)
+            op = str(msg["op"])
+            body = dict(msg["body"]) if "body" in msg else {}
+            item_id = str(msg["id"]) if "id" in msg else str(body["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return wire.dumps({"error": "bad_request", "status": 503, "detail": str(exc)})
+        reg, bus = self.registry, self.bus
+        snaps: list[Snapshot] = []
+        try:
+            async with self.tick_gate.shared():
+                if op == "add_site":
+                    await reg.add_site(body)
+                    await bus.kv_put(f"site.{item_id}", wire.dumps(body))
+                elif op == "remove_site":
+                    await reg.remove_site(item_id)
+                    await bus.kv_delete(f"site.{item_id}")
+                elif op in ("add_asset", "replace_asset"):
+                    if op == "add_asset":
+                        await reg.add_asset(body)
+                    else:
+                        await reg.replace_asset(item_id, body)
+                    await bus.kv_put(f"asset.{self.shard.index}.{item_id}", wire.dumps(body))
+                    snaps = [self.fleet.snapshot(item_id)]
+                elif op == "remove_asset":
+                    await reg.remove_asset(item_id)
+                    await bus.kv_delete(f"asset.{self.shard.index}.{item_id}")
+                else:
+                    raise RegistrationError(503, f"unknown registry op {op!r}")
+        except RegistrationError as exc:
+            return wire.dumps(
+                {"error": "registration", "status": exc.status, "detail": exc.detail,
+                 "field": exc.field}
+            )  # fmt: skip
+        fleet = self.fleet
+        telemetry = wire.snapshots_msg(self.shard, fleet.tick_count, fleet.sim_time_s, snaps)
+        return wire.dumps({"ok": True, "telemetry": telemetry})
 
     async def _on_grid(self, data: bytes) -> bytes:
         """``POST /grid`` on the headend: applied here, kept in the KV bucket for a restart

@@ -28,18 +28,27 @@ from ..faults import Fault, FaultBook, FaultError, FaultNotFoundError, FaultRequ
 from ..modbus.points import RegisterMap
 from ..runtime import ClockModeError, Runtime
 from ..settings import Settings
-from ..sim import DispatchRecord, DispatchRequest, Fleet, FleetConfig, Snapshot, UnknownAssetError
+from ..sim import (
+    AssetSpec,
+    DispatchRecord,
+    DispatchRequest,
+    Fleet,
+    FleetConfig,
+    Snapshot,
+    UnknownAssetError,
+)
 from ..sim.model import Status
 from . import wire
 from .bus import Bus, BusUnavailableError
 from .fault_mirror import MirrorFaultBook
+from .registration import ClusterRegistry
 from .wire import Subjects
 
 log = logging.getLogger("bess_sim.cluster")
 
-#: Mutating routes not yet forwarded to the agents: registration (§14), scenarios (§12).
-#: Dispatch, trip/reset, faults, /grid and /sim/step are forwarded.
-_NOT_FORWARDED = re.compile(r"^/(sites(/.*)?|assets(/[^/]+)?|scenarios(/.*)?)/?$")
+#: Mutating routes not forwarded to the agents: scenarios (§12). Dispatch, trip/reset,
+#: faults, /grid, registration and /sim/step are.
+_NOT_FORWARDED = re.compile(r"^/scenarios(/.*)?/?$")
 
 #: How long a command waits for its agent's answer before it is answered 503.
 COMMAND_TIMEOUT_S = 2.0
@@ -78,6 +87,11 @@ class MirrorFleet(Fleet):
         self.tick_count = max(self.tick_count, batch.tick)
         self.sim_time_s = max(self.sim_time_s, batch.sim_time_s)
         return known
+
+    def add_asset(self, spec: AssetSpec) -> Snapshot:
+        snap = super().add_asset(spec)._replace(status=int(Status.OFFLINE))
+        self._cell(spec.id).snapshot = snap  # until its agent reports it
+        return snap
 
     def mark_offline(self, shard: int) -> list[Snapshot]:
         """Status ``offline`` on every asset of ``shard`` (the rest of the snapshot is the
@@ -118,6 +132,15 @@ class Headend(Runtime):
         self._offline: set[int] = set()
         self._shard_count: int | None = None  # N, from the agents' heartbeats
         self._shard_tick: dict[int, int] = {}  # shard → newest tick mirrored
+        registry = ClusterRegistry(
+            self.fleet,
+            self.history_buffer,
+            modbus=lambda: None,
+            storage=lambda: self.storage,
+            on_change=self._fleet_changed,
+        )
+        registry.bind_headend(self)
+        self.registry = registry
 
     def _create_app(self) -> FastAPI:
         app = super()._create_app()
@@ -167,6 +190,11 @@ class Headend(Runtime):
         grid = await bus.kv_get(wire.GRID_KEY)
         if grid is not None:  # set over this API before a restart of the headend
             self.fleet.grid = wire.decode_grid(grid)
+        registry = self.registry
+        assert isinstance(registry, ClusterRegistry)
+        added = registry.load_kv(await bus.kv_items())
+        if added:
+            log.info("headend: %d registrations from the agents' bucket", added)
         # The last batch of every shard first: agents that started before the headend (or
         # kept running while it restarted) are shown at once, not at their next tick.
         await bus.subscribe_stream(s.telemetry("*"), self._on_telemetry, last_per_subject=True)
@@ -200,6 +228,8 @@ class Headend(Runtime):
 
     async def _on_telemetry(self, data: bytes) -> None:
         batch = wire.decode_snapshots(data)
+        if batch.of:  # N, as in the heartbeats (which may trail the first telemetry)
+            self._shard_count = batch.of
         self._seen(batch.shard)
         self._shard_tick[batch.shard] = max(self._shard_tick.get(batch.shard, 0), batch.tick)
         snaps = self.mirror.apply(batch)
@@ -390,6 +420,15 @@ class Headend(Runtime):
         except FaultNotFoundError:
             # Its agent restarted since (faults are not restored there): gone, so ended.
             return book.end_lost(fault_id)
+
+    async def bus_request(self, shard: int, command: str, payload: bytes) -> bytes:
+        """One command to agent ``shard``; 503 (AssetUnavailableError) without an answer."""
+        try:
+            return await self.bus.request(
+                self.bus.subjects.command(shard, command), payload, COMMAND_TIMEOUT_S
+            )
+        except BusUnavailableError as exc:
+            raise AssetUnavailableError(f"agent {shard}: {exc}") from None
 
     async def _ask_owner(self, asset_id: str, command: str, payload: bytes) -> tuple[int, bytes]:
         if not self.fleet.has_asset(asset_id):

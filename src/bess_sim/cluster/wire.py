@@ -161,6 +161,7 @@ class TelemetryBatch:
     snapshots: list[Snapshot]
     watchdog: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     rest: list[Snapshot] = dataclasses.field(default_factory=list)
+    of: int = 0  # N, the agent's shard count
 
 
 def _snapshots(fields: list[str], rows: list[list[Any]]) -> list[Snapshot]:
@@ -186,6 +187,7 @@ def batch_of(msg: dict[str, Any]) -> TelemetryBatch:
         _snapshots(fields, msg["rows"]),
         watchdog,
         _snapshots(fields, msg.get("rest", [])),
+        int(msg.get("of", 0)),
     )
 
 
