@@ -3,8 +3,11 @@ mod N == K of assets.yaml, and the authority on their state (DESIGN §15). No HT
 
 Publishes every tick's snapshots (JetStream, one message id per shard and tick), every
 dispatch record it makes or changes (JetStream, REST and Modbus alike, so Modbus writes reach
-the headend) and a heartbeat; answers dispatch commands over request–reply with the same
-record or error a single process gives."""
+the headend), every fault change, and a heartbeat; answers dispatch, trip/reset, fault,
+grid, registration and step commands over request–reply with the same record or error a
+single process gives (its own fleet, fault book and registry do the work). What a restart
+needs beyond the last telemetry message is kept in the KV bucket (dispatch in effect, open
+faults, grid, registrations)."""
 
 from __future__ import annotations
 

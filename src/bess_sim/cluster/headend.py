@@ -4,7 +4,9 @@ ticked by shard agents (DESIGN §15).
 The API reads a ``Fleet`` (api/ports.py); here that is a ``MirrorFleet``: the full fleet of
 assets.yaml whose snapshots and dispatch records are those the agents published, never
 computed locally. Commands go to the owning agent over request–reply and its answer (record
-or error) is what the API answers, so §4/§6 reasons and codes are the agent's own.
+or error) is what the API answers, so §4/§6 reasons and codes are the agent's own: dispatch,
+trip/reset, faults (``fault_mirror.py`` holds what the agents report), grid and manual steps
+(every agent), registration (``registration.py``). Scenarios are refused with 501.
 """
 
 from __future__ import annotations
