@@ -242,19 +242,21 @@ class Agent(Runtime):
         payload = wire.dumps(wire.encode_fault(fault))
         self._enqueue(subject, payload, wire.fault_msg_id(self.shard.index, fault))
         # The open faults per agent, for a restarted agent (``_resume``).
-        bus, key = self.bus, wire.fault_key(self.shard.index, fault.id)
-        if fault.state is FaultState.ENDED:
+        key = wire.fault_key(self.shard.index, fault.id)
+        self._keep(key, None if fault.state is FaultState.ENDED else payload)
 
-            async def delete() -> None:
+    def _keep(self, key: str, value: bytes | None) -> None:
+        """Put (or, for None, delete) a KV key in order with the messages, retried like
+        them until NATS takes it."""
+        bus = self.bus
+
+        async def op() -> None:
+            if value is None:
                 await bus.kv_delete(key)
+            else:
+                await bus.kv_put(key, value)
 
-            self._enqueue_op(f"kv delete {key}", delete)
-        else:
-
-            async def put() -> None:
-                await bus.kv_put(key, payload)
-
-            self._enqueue_op(f"kv put {key}", put)
+        self._enqueue_op(f"kv {'delete' if value is None else 'put'} {key}", op)
 
     def _on_record(self, rec: DispatchRecord) -> None:
         self._enqueue(
@@ -366,26 +368,26 @@ class Agent(Runtime):
             item_id = str(msg["id"]) if "id" in msg else str(body["id"])
         except (ValueError, KeyError, TypeError) as exc:
             return wire.dumps({"error": "bad_request", "status": 503, "detail": str(exc)})
-        reg, bus = self.registry, self.bus
+        reg = self.registry
         snaps: list[Snapshot] = []
         try:
             async with self.tick_gate.shared():
                 if op == "add_site":
                     await reg.add_site(body)
-                    await bus.kv_put(f"site.{item_id}", wire.dumps(body))
+                    self._keep(f"site.{item_id}", wire.dumps(body))
                 elif op == "remove_site":
                     await reg.remove_site(item_id)
-                    await bus.kv_delete(f"site.{item_id}")
+                    self._keep(f"site.{item_id}", None)
                 elif op in ("add_asset", "replace_asset"):
                     if op == "add_asset":
                         await reg.add_asset(body)
                     else:
                         await reg.replace_asset(item_id, body)
-                    await bus.kv_put(f"asset.{self.shard.index}.{item_id}", wire.dumps(body))
+                    self._keep(f"asset.{self.shard.index}.{item_id}", wire.dumps(body))
                     snaps = [self.fleet.snapshot(item_id)]
                 elif op == "remove_asset":
                     await reg.remove_asset(item_id)
-                    await bus.kv_delete(f"asset.{self.shard.index}.{item_id}")
+                    self._keep(f"asset.{self.shard.index}.{item_id}", None)
                 else:
                     raise RegistrationError(503, f"unknown registry op {op!r}")
         except RegistrationError as exc:
@@ -410,8 +412,7 @@ class Agent(Runtime):
         async with self.tick_gate.shared():
             await self.set_grid(freq, ambient)
         value = wire.encode_grid(self.fleet.grid)
-        # Stored before the answer: the headend answers once every agent has it.
-        await self.bus.kv_put(wire.GRID_KEY, value)
+        self._keep(wire.GRID_KEY, value)
         return value
 
     async def _on_dispatch(self, data: bytes) -> bytes:
