@@ -110,8 +110,9 @@ class Agent(Runtime):
     async def _resume(self) -> None:
         """Back to the last state this shard published (DESIGN §15): SOC, MW (and §10
         temperature/MVAr), trip, latched alarms and the watchdog's timer from its last
-        telemetry message, the dispatch in effect from the KV bucket; simulated time
-        continues after the last published tick, so no (asset, tick) repeats."""
+        telemetry message, the dispatch in effect, open faults and the grid from the KV
+        bucket; simulated time continues after the last published tick, so no (asset, tick)
+        repeats."""
         bus = self.bus
         grid = await bus.kv_get(wire.GRID_KEY)
         if grid is not None:

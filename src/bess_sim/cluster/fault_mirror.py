@@ -43,8 +43,8 @@ class MirrorFaultBook(FaultBook):
         self._flush()
 
     def end_lost(self, fault_id: str) -> Fault:
-        """A fault its agent no longer has (restarted since: faults are not restored there),
-        ended here now in the agents' simulated time."""
+        """A fault its agent no longer has (it restarted before the fault was in the KV
+        bucket), ended here now in the agents' simulated time."""
         fault = self._log[fault_id]
         ended = replace(
             fault,

@@ -367,7 +367,7 @@ class Headend(Runtime):
     async def _fault_command(self, shards: list[int], body: Mapping[str, object]) -> Fault:
         offline = [k for k in shards if k in self._offline]
         if offline:
-            raise AssetUnavailableError(f"agent(s) {offline} offline: the fault's target is")
+            raise AssetUnavailableError(f"agent(s) {offline} holding the fault's target offline")
         payload = wire.dumps(body)
         answers = await asyncio.gather(
             *(
@@ -420,7 +420,8 @@ class Headend(Runtime):
         try:
             return await self._fault_command(shards, {"op": "end", "fault_id": fault_id})
         except FaultNotFoundError:
-            # Its agent restarted since (faults are not restored there): gone, so ended.
+            # Its agent no longer has it (restarted before the fault reached the KV bucket):
+            # it acts nowhere, so it is ended here.
             return book.end_lost(fault_id)
 
     async def bus_request(self, shard: int, command: str, payload: bytes) -> bytes:
