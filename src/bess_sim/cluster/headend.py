@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -91,9 +91,24 @@ class MirrorFleet(Fleet):
         return known
 
     def add_asset(self, spec: AssetSpec) -> Snapshot:
-        snap = super().add_asset(spec)._replace(status=int(Status.OFFLINE))
-        self._cell(spec.id).snapshot = snap  # until its agent reports it
+        snap = super().add_asset(spec)
+        self._unreported_offline(spec.id)
         return snap
+
+    # The database's restore (DESIGN §7) writes its last rows in at start-up: shown, but
+    # still ``offline`` until the agent reports (its state is the agent's, not the rows').
+    def restore(self, asset_id: str, **kwargs: Any) -> None:
+        super().restore(asset_id, **kwargs)
+        self._unreported_offline(asset_id)
+
+    def trip(self, asset_id: str, *, over_temperature: bool = False) -> None:
+        super().trip(asset_id, over_temperature=over_temperature)
+        self._unreported_offline(asset_id)
+
+    def _unreported_offline(self, asset_id: str) -> None:
+        cell = self._cell(asset_id)
+        if asset_id not in self.owner and cell.snapshot is not None:
+            cell.snapshot = cell.snapshot._replace(status=int(Status.OFFLINE))
 
     def mark_offline(self, shard: int) -> list[Snapshot]:
         """Status ``offline`` on every asset of ``shard`` (the rest of the snapshot is the
