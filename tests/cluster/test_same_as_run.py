@@ -304,3 +304,32 @@ async def test_registration_same_as_run(cluster: Cluster, pair: Pair) -> None:
     assert a.status_code == 204, a.text
     assert await read_error("127.0.0.1", ports[1], unit=2) == 0x0B  # N2's unit is gone
     await pair.same("GET", "/assets")
+
+
+async def test_commands_and_reads_same_as_run(pair: Pair) -> None:
+    """Dispatch, trip/reset and the reads after a step, side by side (issue 14's "same API
+    against both topologies", for the routes forwarded before this file)."""
+    for body in (
+        {"asset_id": A1, "mw": 5},
+        {"asset_id": A2, "mw": 1000},
+        {"asset_id": A2, "mw": 1, "mode": "charge"},
+        {"asset_id": asset_id(99), "mw": 1},
+        {"asset_id": A3, "mw": -4, "duration_s": 3},
+        {"asset_id": A4, "mw": "x"},
+    ):
+        await pair.same("POST", "/dispatch", json=body)
+    a, _ = await pair.same("POST", f"/assets/{A2}/trip")
+    assert a.json()["status"] == "fault"
+    a, _ = await pair.same("POST", "/dispatch", json={"asset_id": A2, "mw": 1})
+    assert a.status_code == 422 and "tripped" in a.json()["detail"]
+    await pair.same("POST", f"/assets/{asset_id(99)}/trip")
+    await pair.same("POST", "/sim/step", json={"seconds": 5})
+    a, _ = await pair.same("POST", f"/assets/{A2}/reset")
+    assert a.json()["status"] != "fault"
+    await pair.same("POST", "/sim/step", json={"seconds": 2})
+    for aid in (A1, A2, A3, A4):
+        await pair.same("GET", f"/telemetry/{aid}")
+        await pair.same("GET", f"/telemetry/{aid}/history", params={"limit": 10})
+        await pair.same("GET", "/dispatches", params={"asset_id": aid})
+    await pair.same("GET", "/assets")
+    await pair.same("GET", "/telemetry")

@@ -251,7 +251,10 @@ class Headend(Runtime):
         self._shard_tick[batch.shard] = max(self._shard_tick.get(batch.shard, 0), batch.tick)
         snaps = self.mirror.apply(batch)
         self.fault_mirror.apply_views(batch)
-        self._publish(snaps)
+        if batch.tick > 0:
+            # An agent's start-up state (tick 0) is shown, not recorded: a single process's
+            # history and database begin with its first tick too.
+            self._publish(snaps)
 
     async def _on_fault_record(self, data: bytes) -> None:
         self.fault_mirror.record(wire.decode_fault(wire.loads(data)))
