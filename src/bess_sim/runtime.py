@@ -29,7 +29,7 @@ from .api.app import create_app
 from .api.protocol import header_timeout_protocol
 from .clock import ManualClock, RealTimeClock
 from .fault_wiring import FaultWiring, ModbusFace
-from .faults import FaultBook
+from .faults import Fault, FaultBook, FaultRequest
 from .metrics import Metrics
 from .modbus.connection import ConnectionLimits
 from .modbus.points import RegisterMap
@@ -124,7 +124,7 @@ class Runtime:
         self.modbus_ports: dict[int, int] = {}  # configured port → bound port
         self.modbus: ModbusService | None = None
         #: Fault injection (DESIGN §11): the book is pure; the wiring applies its effects.
-        self.faults = FaultBook(self.fleet, seed=settings.seed)
+        self.faults = self._new_fault_book(settings.seed)
         self.fault_wiring = FaultWiring(self.faults, self.fleet, self.metrics, lambda: self.modbus)
         self.registry = Registry(
             self.fleet,
@@ -143,6 +143,10 @@ class Runtime:
         # The scale-out headend (cluster/headend.py) hands in a mirror of its agents' fleets.
         return Fleet(config, start)
 
+    def _new_fault_book(self, seed: int) -> FaultBook:
+        # The scale-out headend hands in a mirror of its agents' faults.
+        return FaultBook(self.fleet, seed=seed)
+
     async def dispatch(self, req: DispatchRequest) -> DispatchRecord:
         """Validate and apply one dispatch (DESIGN §4); async because the scale-out headend
         forwards it to the agent that owns the asset."""
@@ -155,6 +159,20 @@ class Runtime:
         else:
             self.fleet.reset_fault(asset_id)
         return self.fleet.snapshot(asset_id)
+
+    async def add_fault(self, request: FaultRequest, *, fault_id: str | None = None) -> Fault:
+        """Schedule a fault (DESIGN §11); async because the scale-out headend forwards it to
+        the agent(s) owning its target. :class:`FaultError` names a bad field."""
+        return self.faults.add(request, fault_id=fault_id)
+
+    async def end_fault(self, fault_id: str) -> Fault:
+        """End (or cancel) a fault now; :class:`FaultNotFoundError` for an unknown id."""
+        return self.faults.end(fault_id)
+
+    async def set_grid(self, frequency_hz: float | None, ambient_c: float | None) -> None:
+        """Fleet-wide grid conditions (DESIGN §10; None = unchanged); async because the
+        scale-out headend sends them to every agent."""
+        self.fleet.set_grid(frequency_hz=frequency_hz, ambient_c=ambient_c)
 
     def _comm_event(self, asset_id: str | None, port: int, kind: str) -> None:
         for cb in list(self._comm_listeners):

@@ -219,10 +219,17 @@ class Fleet:
         remaining_s: float | None = None,
         temperature_c: float | None = None,
         current_mvar: float = 0.0,
+        heartbeat: int | None = None,
+        heartbeat_age_s: float = 0.0,
+        watchdog_timeout_s: float | None = None,
+        watchdog_alarm: bool = False,
     ) -> None:
         """Put an asset back to a persisted state (used on start-up by the storage layer).
         ``active`` is re-applied with ``remaining_s`` left (None = holds); temperature and Q
-        apply only to an asset whose §10 model has a thermal / reactive part."""
+        apply only to an asset whose §10 model has a thermal / reactive part. The watchdog
+        (DESIGN §4) continues from ``heartbeat`` last changed ``heartbeat_age_s`` simulated
+        seconds ago (0: the timer restarts now), with a timeout written over Modbus kept and
+        its latched alarm; a trip is restored with :meth:`trip`."""
         cell = self._cell(asset_id)
         spec = cell.spec
         soc = min(max(soc_mwhr, 0.0), spec.capacity_mwhr)
@@ -233,7 +240,13 @@ class Fleet:
         cell.setpoint_mw = active.mw if active is not None else 0.0
         cell.setpoint_mvar = (active.mvar or 0.0) if active is not None else 0.0
         cell.active_end_s = None if remaining_s is None else self.sim_time_s + remaining_s
-        cell.heartbeat_changed_s = self.sim_time_s
+        cell.heartbeat_changed_s = self.sim_time_s - max(heartbeat_age_s, 0.0)
+        if heartbeat is not None:
+            cell.heartbeat = heartbeat
+        if watchdog_timeout_s is not None:
+            cell.watchdog_timeout_s = max(watchdog_timeout_s, 0.0)
+        if watchdog_alarm:
+            cell.latched |= Alarm.WATCHDOG
         model = cell.model
         thermal = model is not None and model.params.thermal is not None
         if thermal and temperature_c is not None and math.isfinite(temperature_c):
@@ -244,6 +257,18 @@ class Fleet:
         if active is not None:
             self._store(active)
         cell.snapshot = self._snapshot(cell, self.now)
+
+    def watchdog_states(self) -> dict[str, tuple[float, float]]:
+        """``(timeout_s, seconds since the heartbeat last changed)`` of every asset whose
+        watchdog is running (a Modbus dispatch in effect) or whose timeout was written over
+        Modbus: what a restarted process needs to continue the watchdog (DESIGN §15)."""
+        now = self.sim_time_s
+        return {
+            aid: (c.watchdog_timeout_s, now - c.heartbeat_changed_s)
+            for aid, c in self._assets.items()
+            if c.watchdog_timeout_s != c.spec.watchdog_timeout_s
+            or c.watchdog_deadline_s() is not None
+        }
 
     def load_records(self, records: Iterable[DispatchRecord]) -> None:
         """Seed the in-memory log (oldest first) without notifying listeners."""
