@@ -10,23 +10,20 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import gc
 import logging
 import signal
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Protocol
 
-import uvicorn
 from fastapi import FastAPI
 
 from .api.app import create_app
-from .api.protocol import header_timeout_protocol
+from .api.http_server import HttpStartError, bind_http, start_http
 from .clock import ManualClock, RealTimeClock
 from .fault_wiring import FaultWiring, ModbusFace
 from .faults import Fault, FaultBook, FaultRequest
@@ -34,7 +31,6 @@ from .metrics import Metrics
 from .modbus.connection import ConnectionLimits
 from .modbus.points import RegisterMap
 from .modbus.server import ModbusBindError, ModbusService
-from .net import bind_tcp
 from .registry import Registry
 from .scenario.host import ScenarioHost
 from .scenario.target import CommListener, RuntimeTarget
@@ -42,7 +38,7 @@ from .settings import Settings
 from .sim import DispatchRecord, DispatchRequest, Fleet, FleetConfig, HistoryBuffer, Snapshot
 from .sim.history import HistoryQuery, bucket_snapshots
 from .sim.model import TelemetrySink
-from .tickgate import SWITCH_INTERVAL_S, TickGate, lower_thread_priority
+from .tickgate import TickGate, tick_thread
 
 if TYPE_CHECKING:
     from .storage import Storage
@@ -376,19 +372,7 @@ class Runtime:
             )
             tick: Callable[[float], object] = self.tick
             if s.tick_thread:
-                pool = ThreadPoolExecutor(
-                    1, thread_name_prefix="bess-tick", initializer=lower_thread_priority
-                )
-                switch = sys.getswitchinterval()
-                sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
-                self._stack.callback(sys.setswitchinterval, switch)
-                self._stack.callback(pool.shutdown, wait=True)
-                # The collector runs in whichever thread allocates, holding the GIL: a full
-                # pass over the start-up objects (fleet, devices, pymodbus contexts) begun by
-                # the tick thread stalled the loop for milliseconds. Frozen objects are not
-                # traversed (gc.freeze, CPython ≥ 3.7); what the ticks allocate still is.
-                gc.freeze()
-                self._stack.callback(gc.unfreeze)
+                pool = tick_thread(self._stack)
                 tick = functools.partial(self.tick_off_loop, pool=pool)
             self._tick_task = asyncio.create_task(
                 self.clock.run(tick, self._on_overrun), name="bess-tick"
@@ -475,58 +459,19 @@ class Runtime:
     async def _start_http(self) -> None:
         s = self.settings
         try:
-            sock = bind_tcp(s.http_host, s.http_port)
-        except OSError as exc:
-            raise StartupError(
-                f"HTTP port {s.http_host}:{s.http_port} cannot be bound: {exc.strerror or exc}"
-            ) from None
-        self.http_port = sock.getsockname()[1]
-        app = self._create_app()
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http=header_timeout_protocol(s.http_header_timeout_s),
-            ws="websockets-sansio",
-            timeout_graceful_shutdown=2,
-        )
-        server = _EmbeddedServer(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name="bess-http")
-
-        async def stop() -> None:
-            server.should_exit = True
-            try:
-                await asyncio.wait_for(task, timeout=5)
-            except TimeoutError:
-                task.cancel()
-            sock.close()
-
-        self._stack.push_async_callback(stop)
-        while not server.started:
-            if task.done():
-                task.result()
-                raise StartupError(f"HTTP server on {s.http_host}:{self.http_port} did not start")
-            await asyncio.sleep(0.01)
-        log.info(
-            "http: listening on http://%s:%d (dashboard /, API docs /docs)",
-            s.http_host,
-            self.http_port,
-        )
+            sock = bind_http(s.http_host, s.http_port)
+            # Bound before the app is built: the app may read the port (links, logs).
+            self.http_port = sock.getsockname()[1]
+            await start_http(
+                self._stack, self._create_app(), sock, s.http_host, s.http_header_timeout_s
+            )
+        except HttpStartError as exc:
+            raise StartupError(str(exc)) from None
 
 
 def _publish(sinks: list[TelemetrySink], snapshots: list[Snapshot]) -> None:
     for sink in sinks:
         sink.publish(snapshots)
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own SIGINT/SIGTERM handling: signals belong to ``serve()`` below,
-    which stops every component in order (uvicorn would otherwise replace our handlers)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def serve(
