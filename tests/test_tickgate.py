@@ -34,7 +34,7 @@ async def test_a_tick_waits_for_users_and_users_wait_for_a_tick() -> None:
 
     async def tick() -> None:
         async with gate.exclusive():
-            assert gate.busy and not gate.readable()
+            assert gate.busy
             order.append("tick")
             await asyncio.sleep(0.01)
 
@@ -48,7 +48,7 @@ async def test_a_tick_waits_for_users_and_users_wait_for_a_tick() -> None:
     release.set()
     await asyncio.gather(first, ticking, late)
     assert order == ["a in", "a out", "tick", "b in", "b out"]
-    assert gate.readable()
+    assert not gate.busy
 
 
 @pytest.fixture
@@ -122,3 +122,36 @@ async def test_reads_under_a_threaded_tick_come_from_one_snapshot(realtime: Runt
     finally:
         client.close()
     assert len(seen) > 3  # the values did move while reading
+
+
+async def test_holding_reads_are_answered_while_a_tick_computes(
+    realtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A holding read (setpoint echo) does not wait for a tick in its thread: answered on the
+    fast path, with the command state in effect, while ``advance`` is held mid-way."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{realtime.http_port}") as http:
+        res = await http.post("/dispatch", json={"asset_id": ASSET_1, "mw": 12.5}, timeout=30)
+        assert res.status_code == 201, res.text
+    client = AsyncModbusTcpClient("127.0.0.1", port=port_of(realtime, ASSET_1), timeout=10)
+    assert await client.connect()
+    entered, release = threading.Event(), threading.Event()
+    advance = realtime.fleet.advance
+
+    def held(dt_s: float) -> object:
+        entered.set()
+        release.wait(30)  # the tick thread stops here until the read below is answered
+        return advance(dt_s)
+
+    monkeypatch.setattr(realtime.fleet, "advance", held)
+    path = realtime.metrics.modbus_request_path
+    try:
+        assert await asyncio.to_thread(entered.wait, 30)
+        assert realtime.tick_gate.busy
+        fast_before = path.labels("fast")._value.get()
+        res = await client.read_holding_registers(0, count=2, device_id=unit_of(realtime, ASSET_1))
+        assert realtime.tick_gate.busy  # answered while the tick was still computing
+        assert struct.unpack(">f", struct.pack(">2H", *res.registers))[0] == 12.5
+        assert path.labels("fast")._value.get() == fast_before + 1
+    finally:
+        release.set()
+        client.close()

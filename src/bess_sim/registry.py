@@ -164,34 +164,47 @@ class Registry:
         async with self._lock:
             body = dict(raw)
             body.setdefault("id", str(uuid.uuid4()))
-            site = self._guard(lambda: parse_site(body, REQUEST))
-            if site.id in self._site_origin:
-                raise RegistrationError(409, f"site id {site.id} already exists", "id")
+            site = self._check_new_site(body)
             store = self._store_ready()
             if store is not None:
                 await self._stored(store.save_site(site))
-            self.fleet.add_site(site)
-            self._site_origin[site.id] = "api"
-            self._log("added site", site.name, site.id)
+            self._add_site_here(site)
             return site
 
     async def remove_site(self, site_id: str) -> Site:
         async with self._lock:
-            if site_id not in self._site_origin:
-                raise RegistrationError(404, f"unknown site {site_id}")
-            self._refuse_file_managed(self._site_origin[site_id], f"site {site_id}")
-            users = [a.name for a in self.fleet.specs if a.site_id == site_id]
-            if users:
-                raise RegistrationError(
-                    409, f"site {site_id} still has assets: {', '.join(users)}; delete them first"
-                )
+            self._check_remove_site(site_id)
             store = self._store_ready()
             if store is not None:
                 await self._stored(store.delete_site(site_id))
-            site = self.fleet.remove_site(site_id)
-            del self._site_origin[site_id]
-            self._log("removed site", site.name, site.id)
-            return site
+            return self._remove_site_here(site_id)
+
+    def _check_new_site(self, body: Mapping[str, Any]) -> Site:
+        site = self._guard(lambda: parse_site(body, REQUEST))
+        if site.id in self._site_origin:
+            raise RegistrationError(409, f"site id {site.id} already exists", "id")
+        return site
+
+    def _add_site_here(self, site: Site) -> None:
+        self.fleet.add_site(site)
+        self._site_origin[site.id] = "api"
+        self._log("added site", site.name, site.id)
+
+    def _check_remove_site(self, site_id: str) -> None:
+        if site_id not in self._site_origin:
+            raise RegistrationError(404, f"unknown site {site_id}")
+        self._refuse_file_managed(self._site_origin[site_id], f"site {site_id}")
+        users = [a.name for a in self.fleet.specs if a.site_id == site_id]
+        if users:
+            raise RegistrationError(
+                409, f"site {site_id} still has assets: {', '.join(users)}; delete them first"
+            )
+
+    def _remove_site_here(self, site_id: str) -> Site:
+        site = self.fleet.remove_site(site_id)
+        del self._site_origin[site_id]
+        self._log("removed site", site.name, site.id)
+        return site
 
     # ------------------------------------------------------------ assets
     async def add_asset(self, raw: Mapping[str, Any]) -> AssetSpec:

@@ -10,31 +10,27 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import gc
 import logging
 import signal
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Protocol
 
-import uvicorn
 from fastapi import FastAPI
 
 from .api.app import create_app
-from .api.protocol import header_timeout_protocol
+from .api.http_server import HttpStartError, bind_http, start_http
 from .clock import ManualClock, RealTimeClock
 from .fault_wiring import FaultWiring, ModbusFace
-from .faults import FaultBook
+from .faults import Fault, FaultBook, FaultRequest
 from .metrics import Metrics
 from .modbus.connection import ConnectionLimits
 from .modbus.points import RegisterMap
 from .modbus.server import ModbusBindError, ModbusService
-from .net import bind_tcp
 from .registry import Registry
 from .scenario.host import ScenarioHost
 from .scenario.target import CommListener, RuntimeTarget
@@ -42,7 +38,7 @@ from .settings import Settings
 from .sim import DispatchRecord, DispatchRequest, Fleet, FleetConfig, HistoryBuffer, Snapshot
 from .sim.history import HistoryQuery, bucket_snapshots
 from .sim.model import TelemetrySink
-from .tickgate import SWITCH_INTERVAL_S, TickGate, lower_thread_priority
+from .tickgate import TickGate, tick_thread
 
 if TYPE_CHECKING:
     from .storage import Storage
@@ -124,7 +120,7 @@ class Runtime:
         self.modbus_ports: dict[int, int] = {}  # configured port → bound port
         self.modbus: ModbusService | None = None
         #: Fault injection (DESIGN §11): the book is pure; the wiring applies its effects.
-        self.faults = FaultBook(self.fleet, seed=settings.seed)
+        self.faults = self._new_fault_book(settings.seed)
         self.fault_wiring = FaultWiring(self.faults, self.fleet, self.metrics, lambda: self.modbus)
         self.registry = Registry(
             self.fleet,
@@ -143,6 +139,10 @@ class Runtime:
         # The scale-out headend (cluster/headend.py) hands in a mirror of its agents' fleets.
         return Fleet(config, start)
 
+    def _new_fault_book(self, seed: int) -> FaultBook:
+        # The scale-out headend hands in a mirror of its agents' faults.
+        return FaultBook(self.fleet, seed=seed)
+
     async def dispatch(self, req: DispatchRequest) -> DispatchRecord:
         """Validate and apply one dispatch (DESIGN §4); async because the scale-out headend
         forwards it to the agent that owns the asset."""
@@ -155,6 +155,20 @@ class Runtime:
         else:
             self.fleet.reset_fault(asset_id)
         return self.fleet.snapshot(asset_id)
+
+    async def add_fault(self, request: FaultRequest, *, fault_id: str | None = None) -> Fault:
+        """Schedule a fault (DESIGN §11); async because the scale-out headend forwards it to
+        the agent(s) owning its target. :class:`FaultError` names a bad field."""
+        return self.faults.add(request, fault_id=fault_id)
+
+    async def end_fault(self, fault_id: str) -> Fault:
+        """End (or cancel) a fault now; :class:`FaultNotFoundError` for an unknown id."""
+        return self.faults.end(fault_id)
+
+    async def set_grid(self, frequency_hz: float | None, ambient_c: float | None) -> None:
+        """Fleet-wide grid conditions (DESIGN §10; None = unchanged); async because the
+        scale-out headend sends them to every agent."""
+        self.fleet.set_grid(frequency_hz=frequency_hz, ambient_c=ambient_c)
 
     def _comm_event(self, asset_id: str | None, port: int, kind: str) -> None:
         for cb in list(self._comm_listeners):
@@ -358,19 +372,7 @@ class Runtime:
             )
             tick: Callable[[float], object] = self.tick
             if s.tick_thread:
-                pool = ThreadPoolExecutor(
-                    1, thread_name_prefix="bess-tick", initializer=lower_thread_priority
-                )
-                switch = sys.getswitchinterval()
-                sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
-                self._stack.callback(sys.setswitchinterval, switch)
-                self._stack.callback(pool.shutdown, wait=True)
-                # The collector runs in whichever thread allocates, holding the GIL: a full
-                # pass over the start-up objects (fleet, devices, pymodbus contexts) begun by
-                # the tick thread stalled the loop for milliseconds. Frozen objects are not
-                # traversed (gc.freeze, CPython ≥ 3.7); what the ticks allocate still is.
-                gc.freeze()
-                self._stack.callback(gc.unfreeze)
+                pool = tick_thread(self._stack)
                 tick = functools.partial(self.tick_off_loop, pool=pool)
             self._tick_task = asyncio.create_task(
                 self.clock.run(tick, self._on_overrun), name="bess-tick"
@@ -435,7 +437,6 @@ class Runtime:
             s.modbus_host,
             self.metrics,
             limits,
-            fleet_readable=self.tick_gate.readable,
             gate=self.tick_gate.shared,
         )
         try:
@@ -458,58 +459,19 @@ class Runtime:
     async def _start_http(self) -> None:
         s = self.settings
         try:
-            sock = bind_tcp(s.http_host, s.http_port)
-        except OSError as exc:
-            raise StartupError(
-                f"HTTP port {s.http_host}:{s.http_port} cannot be bound: {exc.strerror or exc}"
-            ) from None
-        self.http_port = sock.getsockname()[1]
-        app = self._create_app()
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http=header_timeout_protocol(s.http_header_timeout_s),
-            ws="websockets-sansio",
-            timeout_graceful_shutdown=2,
-        )
-        server = _EmbeddedServer(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name="bess-http")
-
-        async def stop() -> None:
-            server.should_exit = True
-            try:
-                await asyncio.wait_for(task, timeout=5)
-            except TimeoutError:
-                task.cancel()
-            sock.close()
-
-        self._stack.push_async_callback(stop)
-        while not server.started:
-            if task.done():
-                task.result()
-                raise StartupError(f"HTTP server on {s.http_host}:{self.http_port} did not start")
-            await asyncio.sleep(0.01)
-        log.info(
-            "http: listening on http://%s:%d (dashboard /, API docs /docs)",
-            s.http_host,
-            self.http_port,
-        )
+            sock = bind_http(s.http_host, s.http_port)
+            # Bound before the app is built: the app may read the port (links, logs).
+            self.http_port = sock.getsockname()[1]
+            await start_http(
+                self._stack, self._create_app(), sock, s.http_host, s.http_header_timeout_s
+            )
+        except HttpStartError as exc:
+            raise StartupError(str(exc)) from None
 
 
 def _publish(sinks: list[TelemetrySink], snapshots: list[Snapshot]) -> None:
     for sink in sinks:
         sink.publish(snapshots)
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own SIGINT/SIGTERM handling: signals belong to ``serve()`` below,
-    which stops every component in order (uvicorn would otherwise replace our handlers)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def serve(

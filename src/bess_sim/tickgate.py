@@ -16,8 +16,9 @@ the loop it held every Modbus answer that long once a second (p99.9 6–7 ms at 
 What keeps Modbus reads consistent while the worker runs: an input read slices the image of
 one immutable snapshot, and each asset's snapshot reference is replaced by one assignment
 (atomic under the GIL), so a read sees one tick or the next, never a mix. Holding and SunSpec
-reads echo the command state (``Fleet.control``), which the worker may be changing: while
-``busy`` they take the slow path, which waits here (``ModbusService.fleet_readable``).
+reads echo the command state (``Fleet.control``), which the worker may be changing: they read
+it whole through sim/control.py (the state before the tick or after it), so they do not wait
+either.
 
 The GIL still switches between the worker and the loop every ``sys.getswitchinterval()``
 (5 ms by default): a request arriving during the tick waited up to that long for the
@@ -34,9 +35,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 #: GIL switch interval while a tick thread runs: a loop waiting for the interpreter gets it
 #: within about this long (CPython's default 5 ms is the whole latency budget of a 10 Hz
@@ -47,6 +51,23 @@ SWITCH_INTERVAL_S = 0.0001
 #: Nice increment of the tick thread (Linux schedules threads individually): when the CPUs are
 #: busy, the loop thread answering Modbus runs before the tick's bulk work.
 TICK_THREAD_NICE = 10
+
+
+def tick_thread(stack: contextlib.ExitStack | contextlib.AsyncExitStack) -> ThreadPoolExecutor:
+    """The one worker thread of the real-time tick, with the process set up for it until
+    ``stack`` closes: a short GIL switch interval, the start-up objects frozen."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="bess-tick", initializer=lower_thread_priority)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
+    stack.callback(sys.setswitchinterval, switch)
+    stack.callback(pool.shutdown, wait=True)
+    # The collector runs in whichever thread allocates, holding the GIL: a full pass over the
+    # start-up objects (fleet, devices, pymodbus contexts) begun by the tick thread stalled
+    # the loop for milliseconds. Frozen objects are not traversed (gc.freeze, CPython >= 3.7);
+    # what the ticks allocate still is (sim/untrack.py keeps the snapshots out).
+    gc.freeze()
+    stack.callback(gc.unfreeze)
+    return pool
 
 
 def lower_thread_priority() -> None:
@@ -74,10 +95,6 @@ class TickGate:
     def busy(self) -> bool:
         """True while a tick computes in its worker thread (or waits to)."""
         return self._busy
-
-    def readable(self) -> bool:
-        """The fleet may be read from the loop now (no tick in its thread)."""
-        return not self._busy
 
     @contextlib.asynccontextmanager
     async def shared(self) -> AsyncIterator[None]:

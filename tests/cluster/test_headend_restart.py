@@ -23,7 +23,26 @@ async def test_agents_keep_answering_while_the_headend_is_down(
     await cluster.wait_online(http, IDS)
     r = await http.post("/dispatch", json={"asset_id": IDS[1], "mw": 4})
     assert r.status_code == 201, r.text
-    await asyncio.sleep(1.5)  # input registers follow at the next tick
+    # Faults held by the agent: listed again by the new headend (from the faults stream),
+    # with the REST view of a value override (from the agent's telemetry).
+    r = await http.post(
+        "/faults",
+        json={
+            "kind": "value_override",
+            "asset_id": IDS[3],
+            "params": {"field": "soc_pct", "value": 7},
+        },
+    )
+    assert r.status_code == 201, r.text
+    view = r.json()
+    r = await http.post(
+        "/faults", json={"kind": "modbus_drop", "asset_id": IDS[2], "duration_s": 1}
+    )
+    assert r.status_code == 201, r.text
+    ended = r.json()["id"]
+    await asyncio.sleep(2.5)  # input registers follow at the next tick; the drop ends
+    faults_before = (await http.get("/faults")).json()
+    assert [f["state"] for f in faults_before] == ["ended", "active"], faults_before
 
     cluster.procs["headend"].send_signal(signal.SIGKILL)
     cluster.procs["headend"].wait(timeout=10)
@@ -44,6 +63,10 @@ async def test_agents_keep_answering_while_the_headend_is_down(
 
     cluster.start_headend()
     await cluster.wait_online(http, IDS)
+    assert (await http.get("/faults")).json() == faults_before
+    assert (await http.get(f"/faults/{ended}")).json()["end_reason"] == "elapsed"
+    assert (await http.get(f"/faults/{view['id']}")).json() == view
+    assert (await http.get(f"/telemetry/{IDS[3]}")).json()["soc_pct"] == 7.0
     t = (await http.get(f"/telemetry/{IDS[1]}")).json()
     assert t["setpoint_mw"] == 4.0 and t["status"] == "discharging"
     r = await http.post("/dispatch", json={"asset_id": IDS[1], "mw": 0})
@@ -60,9 +83,17 @@ async def test_agents_keep_answering_while_the_headend_is_down(
     r = await http.post("/dispatch", json={"asset_id": IDS[2], "mw": 1})
     assert r.status_code == 201, r.text
 
-    # Not forwarded yet: refused (501), never applied to the headend's mirror only.
+    # Forwarded to the agent since: a fault (its effects are covered by test_same_as_run).
     r = await http.post("/faults", json={"kind": "modbus_offline", "asset_id": IDS[0]})
-    assert r.status_code == 501, r.text
+    assert r.status_code == 201, r.text
+    assert (await http.get(f"/faults/{r.json()['id']}")).json()["state"] == "active"
+
+    # Registration is checked as run does (an assets.yaml asset: 409) ...
     r = await http.delete(f"/assets/{IDS[0]}")
-    assert r.status_code == 501, r.text
-    assert (await http.get(f"/assets/{IDS[0]}")).status_code == 200
+    assert r.status_code == 409 and "managed by" in r.json()["detail"], r.text
+    # ... scenarios are not forwarded: refused (501), never applied to the mirror only.
+    for path in ("/scenarios", "/scenarios/current/stop"):
+        r = await http.post(path, content=b"name: x\n")
+        assert r.status_code == 501, r.text
+        assert "not available on the scale-out headend" in r.json()["detail"]
+    assert (await http.get("/scenarios/current")).status_code != 501

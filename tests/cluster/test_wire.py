@@ -3,7 +3,8 @@ reads back, field for field."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from bess_sim.cluster import wire
 from bess_sim.cluster.agent import shard_config
 from bess_sim.cluster.wire import Shard
 from bess_sim.config import load_assets
+from bess_sim.faults import FaultBook, FaultRequest, FaultState
 from bess_sim.sim import DispatchRequest, DispatchSource, Fleet
 
 ASSETS = Path(__file__).parents[2] / "assets.yaml"
@@ -53,3 +55,65 @@ def test_shard_parse_and_split() -> None:
     parts = [shard_config(cfg, Shard(k, 3)).assets for k in range(3)]
     assert sorted(a.id for p in parts for a in p) == sorted(a.id for a in cfg.assets)
     assert parts[0][0] == cfg.assets[0] and parts[1][0] == cfg.assets[1]
+
+
+def test_watchdog_rest_and_faults_round_trip() -> None:
+    fleet = Fleet(load_assets(ASSETS), datetime(2026, 1, 1, tzinfo=UTC))
+    a, b = fleet.specs[0].id, fleet.specs[1].id
+    fleet.set_watchdog_timeout(a, 7)
+    book = FaultBook(fleet)
+    fault = book.add(
+        FaultRequest.model_validate(
+            {
+                "kind": "value_override",
+                "asset_id": b,
+                "params": {"field": "soc_pct", "value": "NaN"},
+            }
+        )
+    )
+    snaps = fleet.advance(1.0)
+    shown = book.present(snaps, "rest")
+    rest = [p for p, s in zip(shown, snaps, strict=True) if p is not s]
+    assert [s.asset_id for s in rest] == [b]
+    data = wire.encode_snapshots(
+        Shard(1, 2), 1, 1.0, snaps, watchdog=fleet.watchdog_states(), rest=rest
+    )
+    batch = wire.decode_snapshots(data)
+    assert batch.watchdog == {a: (7.0, 1.0)}
+    assert batch.of == 2
+    assert len(batch.rest) == 1 and batch.rest[0].asset_id == b
+    assert batch.rest[0].soc_pct != batch.rest[0].soc_pct  # NaN survives the wire
+    assert wire.decode_fault(wire.loads(wire.dumps(wire.encode_fault(fault)))) == fault
+    assert wire.decode_grid(wire.encode_grid(fleet.grid)) == fleet.grid
+
+
+def test_fault_book_restore_on_a_resumed_time_base() -> None:
+    """A restarted agent's book takes back a fault with its id and absolute times; a comm
+    fault acts on the port again and a scheduled one starts when due."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    fleet = Fleet(load_assets(ASSETS), start)
+    spec = fleet.specs[0]
+    book = FaultBook(fleet)
+    comm = book.add(
+        FaultRequest.model_validate(
+            {"kind": "modbus_offline", "asset_id": spec.id, "duration_s": 100}
+        )
+    )
+    later = book.add(
+        FaultRequest.model_validate({"kind": "stuck", "asset_id": spec.id, "start_in_s": 50})
+    )
+    # A new process resumed 30 s later (simulated time 0 = start + 30 s).
+    fleet2 = Fleet(load_assets(ASSETS), start)
+    fleet2.resume_at(start + timedelta(seconds=30))
+    book2 = FaultBook(fleet2)
+    book2.restore([comm, later, replace(comm, id="x", state=FaultState.ENDED)])
+    assert book2.get("x") is None
+    assert book2.comm_for(spec.modbus.port) is not None
+    assert book2.get(comm.id).end_s == 70.0  # type: ignore[union-attr]
+    fleet2.advance(20.0)
+    assert book2.advance()
+    assert book2.get(later.id).state is FaultState.ACTIVE  # type: ignore[union-attr]
+    fleet2.advance(50.0)
+    book2.advance()
+    assert book2.get(comm.id).state is FaultState.ENDED  # type: ignore[union-attr]
+    assert book2.comm_for(spec.modbus.port) is None

@@ -3,8 +3,11 @@ model, trip/reset, a rejected scenario dispatch, speed on the manual clock, init
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -15,6 +18,7 @@ from bess_sim.scenario import build_plan, parse_scenario
 from bess_sim.scenario.runner import ScenarioRun
 from bess_sim.scenario.target import RuntimeTarget
 from bess_sim.settings import Settings
+from bess_sim.sim import Fleet
 from tests.conftest import ROOT, START
 
 HILL2 = "7c1e2d3f-4a5b-4c6d-8e7f-000000000004"  # thermal: R = 50 K/MW, C = 20 MJ/K
@@ -64,3 +68,63 @@ async def test_actions_on_the_shipped_fleet(shipped: Runtime) -> None:
     assert card["fleet"]["rejected_commands"] == 0  # the scenario's own: not the EMS's
     assert [e["kind"] for e in card["events"]] == ["fault_start", "fault_end"]
     assert all(e["reaction_s"] is None for e in card["events"])  # no EMS took part
+
+
+class _LateSinks:
+    """A paced target whose tick moves the fleet's time, then calls the sinks only after
+    the runner's 1 s wake-up: the order a tick in a worker thread has (time first, sinks
+    after), stretched so the runner looks in between."""
+
+    paced = True
+    failure = None
+    tick_dt_s = 1.0
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.sinks: list[Any] = []
+
+    async def tick(self) -> None:
+        snaps = self.fleet.advance(1.0)
+        await asyncio.sleep(1.3)
+        for sink in list(self.sinks):
+            sink.publish(snaps)
+
+    async def step(self, seconds: float) -> int:
+        raise AssertionError("a paced run never steps")
+
+    def set_speed(self, x: float) -> None: ...
+
+    def add_sink(self, sink: Any) -> None:
+        self.sinks.append(sink)
+
+    def remove_sink(self, sink: Any) -> None:
+        self.sinks.remove(sink)
+
+    def add_comm_listener(self, cb: Any) -> None: ...
+
+    def remove_comm_listener(self, cb: Any) -> None: ...
+
+    def between_ticks(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
+
+    def add_fault(self, spec: Any) -> str:
+        raise AssertionError("no faults here")
+
+    def end_fault(self, fault_id: str) -> None: ...
+
+
+async def test_a_paced_run_samples_its_last_breakpoint_before_it_ends() -> None:
+    """Seen in CI: the run ended as soon as the fleet's time reached the last breakpoint, before
+    the tick's snapshots were sampled ("never evaluated: the run ended at 40 s before 40 s")."""
+    fleet = Fleet(load_assets(ROOT / "assets.yaml"), START)
+    target = _LateSinks(fleet)
+    data = {"name": "late", "steps": [
+        {"at": 1, "expect": {"asset": "HARB-BESS-1", "field": "current_mw", "op": "==",
+                             "value": 0}},
+    ]}  # fmt: skip
+    plan = build_plan(parse_scenario(data, "l.yaml"), fleet.specs, "l.yaml")
+    run = ScenarioRun(plan, target, source="l.yaml")  # type: ignore[arg-type]
+    runner = asyncio.create_task(run.run())
+    await asyncio.sleep(0.05)
+    await target.tick()
+    assert await asyncio.wait_for(runner, 10) == "passed", run.status()["expectations"]

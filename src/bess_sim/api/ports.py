@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..clock import ManualClock, RealTimeClock
-from ..faults import FaultBook
+from ..faults import Fault, FaultBook, FaultRequest
 from ..metrics import Metrics
 from ..settings import Settings
 from ..sim import DispatchRecord, DispatchRequest, Fleet, HistoryQuery, Snapshot
@@ -46,6 +46,12 @@ class Supervisor(Protocol):
     async def dispatch(self, req: DispatchRequest) -> DispatchRecord: ...
 
     async def asset_command(self, asset_id: str, command: AssetCommand) -> Snapshot: ...
+
+    async def add_fault(self, request: FaultRequest, *, fault_id: str | None = None) -> Fault: ...
+
+    async def end_fault(self, fault_id: str) -> Fault: ...
+
+    async def set_grid(self, frequency_hz: float | None, ambient_c: float | None) -> None: ...
 
     async def history(self, query: HistoryQuery) -> list[Snapshot]: ...
 

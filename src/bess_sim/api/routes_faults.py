@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..faults import Fault, FaultError, FaultKind, FaultNotFoundError, FaultRequest, FaultState
 from .auth import require_token
 from .errors import R401, R422, validation_error
-from .ports import Supervisor
+from .ports import AssetUnavailableError, Supervisor
 from .schemas import ErrorOut
 
 _POST_DESCRIPTION = """\
@@ -101,9 +101,12 @@ def build_router(sup: Supervisor) -> APIRouter:
     )
     async def add_fault(body: FaultRequest) -> FaultOut:
         try:
-            fault = sup.faults.add(body)
+            fault = await sup.add_fault(body)
         except FaultError as exc:
             raise validation_error(("body", exc.field), exc.message) from None
+        except AssetUnavailableError as exc:
+            # Scale-out headend: the agent owning the target is offline.
+            raise HTTPException(503, str(exc)) from None
         return FaultOut.of(fault)
 
     @router.get(
@@ -146,9 +149,11 @@ def build_router(sup: Supervisor) -> APIRouter:
     )
     async def end_fault(fault_id: FaultId) -> FaultOut:
         try:
-            fault = sup.faults.end(str(fault_id))
+            fault = await sup.end_fault(str(fault_id))
         except FaultNotFoundError:
             raise HTTPException(404, f"unknown fault {fault_id}") from None
+        except AssetUnavailableError as exc:
+            raise HTTPException(503, str(exc)) from None
         return FaultOut.of(fault)
 
     return router

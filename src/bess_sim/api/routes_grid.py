@@ -3,12 +3,12 @@ thermal models."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 
 from .auth import require_token
 from .errors import R401, R422
-from .ports import Supervisor
-from .schemas import r9, r9n
+from .ports import AssetUnavailableError, Supervisor
+from .schemas import ErrorOut, r9, r9n
 from .schemas_model import GridIn, GridOut
 
 
@@ -36,10 +36,18 @@ def build_router(sup: Supervisor) -> APIRouter:
         "`thermal` model; an omitted field stays as it is. Takes effect from the next tick; "
         "answers the values now in effect.",
         dependencies=auth,
-        responses={**R401, **R422},
+        responses={
+            **R401,
+            **R422,
+            503: {"model": ErrorOut, "description": "Scale-out: an agent is offline."},
+        },
     )
     async def post_grid(body: GridIn) -> GridOut:
-        sup.fleet.set_grid(frequency_hz=body.frequency_hz, ambient_c=body.ambient_c)
+        try:
+            await sup.set_grid(body.frequency_hz, body.ambient_c)
+        except AssetUnavailableError as exc:
+            # Scale-out headend: an agent is offline, so the fleet cannot change as one.
+            raise HTTPException(503, str(exc)) from None
         return current()
 
     return router

@@ -3,8 +3,11 @@ mod N == K of assets.yaml, and the authority on their state (DESIGN §15). No HT
 
 Publishes every tick's snapshots (JetStream, one message id per shard and tick), every
 dispatch record it makes or changes (JetStream, REST and Modbus alike, so Modbus writes reach
-the headend) and a heartbeat; answers dispatch commands over request–reply with the same
-record or error a single process gives."""
+the headend), every fault change, and a heartbeat; answers dispatch, trip/reset, fault,
+grid, registration and step commands over request–reply with the same record or error a
+single process gives (its own fleet, fault book and registry do the work). What a restart
+needs beyond the last telemetry message is kept in the KV bucket (dispatch in effect, open
+faults, grid, registrations)."""
 
 from __future__ import annotations
 
@@ -16,10 +19,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from ..faults import Fault, FaultError, FaultNotFoundError, FaultRequest, FaultState
 from ..modbus.points import RegisterMap
+from ..registry import RegistrationError
 from ..runtime import ClockModeError, Runtime, TickFailedError
 from ..settings import Settings
 from ..sim import DispatchRecord, DispatchStatus, FleetConfig, Snapshot, UnknownAssetError
+from ..sim.model import Alarm, Status
 from . import wire
 from .bus import Bus
 from .wire import Shard, Subjects
@@ -60,6 +66,7 @@ class Agent(Runtime):
         # Wall time of each tick since the last heartbeat (ms): agents serve no /metrics, so
         # the heartbeat carries them (bench/cluster.py reports their p99).
         self._tick_ms: list[float] = []
+        self._step_faults: list[Fault] | None = None  # faults changed by the step under way
 
     async def _start_http(self) -> None:
         """Agents serve no HTTP: the headend does."""
@@ -68,10 +75,14 @@ class Agent(Runtime):
         bus = await self._stack.enter_async_context(self.bus)
         await bus.ensure_streams()
         subjects = bus.subjects
+        await self._load_registered()
         await self._resume()
         await bus.serve(subjects.command(self.shard.index, "dispatch"), self._on_dispatch)
         await bus.serve(subjects.command(self.shard.index, "step"), self._on_step)
         await bus.serve(subjects.command(self.shard.index, "asset"), self._on_asset_command)
+        await bus.serve(subjects.command(self.shard.index, "grid"), self._on_grid)
+        await bus.serve(subjects.command(self.shard.index, "fault"), self._on_fault_command)
+        await bus.serve(subjects.command(self.shard.index, "registry"), self._on_registry)
         tasks = [
             asyncio.create_task(self._drain_outbox(), name="bess-agent-outbox"),
             asyncio.create_task(self._heartbeat(), name="bess-agent-heartbeat"),
@@ -87,6 +98,7 @@ class Agent(Runtime):
         self._stack.push_async_callback(stop)
         self.add_sink(_TelemetryPublisher(self))
         self.fleet.add_dispatch_listener(self._on_record)
+        self.faults.add_listener(self._on_fault)
         # Publish the state at start-up, so the headend shows these assets before tick 1.
         self._enqueue_snapshots(self.fleet.snapshots())
         log.info(
@@ -102,10 +114,14 @@ class Agent(Runtime):
     # ------------------------------------------------------------ restart
     async def _resume(self) -> None:
         """Back to the last state this shard published (DESIGN §15): SOC, MW (and §10
-        temperature/MVAr) from its last telemetry message, the dispatch in effect from the KV
+        temperature/MVAr), trip, latched alarms and the watchdog's timer from its last
+        telemetry message, the dispatch in effect, open faults and the grid from the KV
         bucket; simulated time continues after the last published tick, so no (asset, tick)
         repeats."""
         bus = self.bus
+        grid = await bus.kv_get(wire.GRID_KEY)
+        if grid is not None:
+            self.fleet.grid = wire.decode_grid(grid)
         data = await bus.last_message(
             bus.subjects.telemetry_stream, bus.subjects.telemetry(self.shard.index)
         )
@@ -118,9 +134,14 @@ class Agent(Runtime):
         last_ts = max(s.timestamp for s in last.values())
         self.fleet.resume_at(last_ts)
         active: dict[str, DispatchRecord] = {}
-        for aid, value in (await bus.kv_items()).items():
-            if aid in last:
-                active[aid] = wire.decode_record(wire.loads(value))
+        faults: list[Fault] = []
+        mine = wire.fault_key(self.shard.index, "")
+        for key, value in (await bus.kv_items()).items():
+            if key in last:
+                active[key] = wire.decode_record(wire.loads(value))
+            elif key.startswith(mine):
+                faults.append(wire.decode_fault(wire.loads(value)))
+        tripped = 0
         for aid, snap in last.items():
             rec = active.get(aid)
             remaining: float | None = None
@@ -128,6 +149,7 @@ class Agent(Runtime):
                 remaining = rec.duration_s - (last_ts - rec.submitted_at).total_seconds()
                 if remaining <= 0:
                     rec = None  # it ended while the agent was down
+            timeout_s, age_s = batch.watchdog.get(aid, (None, 0.0))
             self.fleet.restore(
                 aid,
                 soc_mwhr=snap.soc_mwhr,
@@ -136,15 +158,47 @@ class Agent(Runtime):
                 remaining_s=remaining,
                 temperature_c=snap.temperature_c,
                 current_mvar=snap.current_mvar,
+                heartbeat=snap.heartbeat,
+                heartbeat_age_s=age_s,
+                watchdog_timeout_s=timeout_s,
+                watchdog_alarm=bool(snap.alarms & Alarm.WATCHDOG),
             )
+            if snap.status == Status.FAULT:
+                # Tripped stays tripped until reset (a trip interrupted its dispatch then,
+                # so none is in the bucket for it).
+                self.fleet.trip(aid, over_temperature=bool(snap.alarms & Alarm.OVER_TEMPERATURE))
+                tripped += 1
+        # After the assets (a freeze holds the restored snapshot); due ones start or end at
+        # the first tick, as they would have.
+        self.faults.restore([f for f in faults if f.asset_id is None or f.asset_id in last])
+        self.fault_wiring.sync()
         log.info(
-            "agent %d/%d: resumed %d assets (%d dispatches in effect) from %s",
+            "agent %d/%d: resumed %d assets (%d dispatches in effect, %d tripped, %d faults) "
+            "from %s",
             self.shard.index,
             self.shard.count,
             len(last),
             len(active),
+            tripped,
+            len(faults),
             last_ts.isoformat(),
         )
+
+    async def _load_registered(self) -> None:
+        """Sites and this shard's assets registered over the headend's API (DESIGN §14),
+        kept in the KV bucket: added (ports bound) before the state is resumed."""
+        items = await self.bus.kv_items()
+        mine = f"asset.{self.shard.index}."
+        todo = [(k, v) for k, v in sorted(items.items()) if k.startswith("site.")]
+        todo += [(k, v) for k, v in items.items() if k.startswith(mine)]
+        for key, value in todo:
+            try:
+                if key.startswith("site."):
+                    await self.registry.add_site(wire.loads(value))
+                else:
+                    await self.registry.add_asset(wire.loads(value))
+            except RegistrationError as exc:
+                log.warning("agent: registration %s not restored: %s", key, exc.detail)
 
     # ------------------------------------------------------------ outgoing
     def _enqueue(self, subject: str, payload: bytes, msg_id: str) -> None:
@@ -164,14 +218,51 @@ class Agent(Runtime):
         self._outbox.put_nowait((what, op))
 
     def _enqueue_snapshots(self, snaps: Sequence[Snapshot]) -> None:
+        fleet = self.fleet
         payload = wire.encode_snapshots(
-            self.shard, self.fleet.tick_count, self.fleet.sim_time_s, snaps
+            self.shard,
+            fleet.tick_count,
+            fleet.sim_time_s,
+            snaps,
+            watchdog=fleet.watchdog_states(),
+            rest=self._rest_views(snaps),
         )
         self._enqueue(
             self.bus.subjects.telemetry(self.shard.index),
             payload,
             wire.telemetry_msg_id(self.shard, snaps),
         )
+
+    def _rest_views(self, snaps: Sequence[Snapshot]) -> list[Snapshot]:
+        """The snapshots the REST surface shows differently (§11 view faults): the headend
+        serves REST, so it is told what to show."""
+        shown = self.faults.present(snaps, "rest")
+        if shown is snaps:
+            return []
+        return [p for p, s in zip(shown, snaps, strict=True) if p is not s]
+
+    def _on_fault(self, fault: Fault) -> None:
+        if self._step_faults is not None:
+            self._step_faults.append(fault)
+        subject = self.bus.subjects.fault_records(self.shard.index, fault.id)
+        payload = wire.dumps(wire.encode_fault(fault))
+        self._enqueue(subject, payload, wire.fault_msg_id(self.shard.index, fault))
+        # The open faults per agent, for a restarted agent (``_resume``).
+        key = wire.fault_key(self.shard.index, fault.id)
+        self._keep(key, None if fault.state is FaultState.ENDED else payload)
+
+    def _keep(self, key: str, value: bytes | None) -> None:
+        """Put (or, for None, delete) a KV key in order with the messages, retried like
+        them until NATS takes it."""
+        bus = self.bus
+
+        async def op() -> None:
+            if value is None:
+                await bus.kv_delete(key)
+            else:
+                await bus.kv_put(key, value)
+
+        self._enqueue_op(f"kv {'delete' if value is None else 'put'} {key}", op)
 
     def _on_record(self, rec: DispatchRecord) -> None:
         self._enqueue(
@@ -258,6 +349,91 @@ class Agent(Runtime):
             self.shard, self.fleet.tick_count, self.fleet.sim_time_s, [snap]
         )
 
+    async def _on_fault_command(self, data: bytes) -> bytes:
+        """``POST /faults`` / ``DELETE /faults/{id}`` on the headend, applied by this agent's
+        own fault book (the code ``bess-sim run`` uses): the fault, or the book's error."""
+        try:
+            body = wire.loads(data)
+            op, fault_id = body["op"], str(body["fault_id"])
+            request = FaultRequest.model_validate(body["request"]) if op == "add" else None
+        except (ValueError, KeyError, TypeError) as exc:
+            return wire.dumps({"error": "bad_request", "detail": str(exc)})
+        try:
+            async with self.tick_gate.shared():
+                if request is not None:
+                    fault = await self.add_fault(request, fault_id=fault_id)
+                else:
+                    fault = await self.end_fault(fault_id)
+        except FaultError as exc:
+            return wire.dumps({"error": "fault", "field": exc.field, "message": exc.message})
+        except FaultNotFoundError:
+            return wire.dumps({"error": "not_found", "detail": f"unknown fault {fault_id}"})
+        # The asset as it is now (a trip acts at once) and as REST shows it.
+        snaps = [] if fault.asset_id is None else [self.fleet.snapshot(fault.asset_id)]
+        fleet = self.fleet
+        telemetry = wire.snapshots_msg(
+            self.shard, fleet.tick_count, fleet.sim_time_s, snaps, rest=self._rest_views(snaps)
+        )
+        return wire.dumps({"fault": wire.encode_fault(fault), "telemetry": telemetry})
+
+    async def _on_registry(self, data: bytes) -> bytes:
+        """Registration (DESIGN §14) the headend has validated for the whole fleet, applied
+        by this agent's own registry (binds a new port: its failure is the 409 answered)
+        and kept in the KV bucket for a restart."""
+        try:
+            msg = wire.loads(data)
+            op = str(msg["op"])
+            body = dict(msg["body"]) if "body" in msg else {}
+            item_id = str(msg["id"]) if "id" in msg else str(body["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return wire.dumps({"error": "bad_request", "status": 503, "detail": str(exc)})
+        reg = self.registry
+        snaps: list[Snapshot] = []
+        try:
+            async with self.tick_gate.shared():
+                if op == "add_site":
+                    await reg.add_site(body)
+                    self._keep(f"site.{item_id}", wire.dumps(body))
+                elif op == "remove_site":
+                    await reg.remove_site(item_id)
+                    self._keep(f"site.{item_id}", None)
+                elif op in ("add_asset", "replace_asset"):
+                    if op == "add_asset":
+                        await reg.add_asset(body)
+                    else:
+                        await reg.replace_asset(item_id, body)
+                    self._keep(f"asset.{self.shard.index}.{item_id}", wire.dumps(body))
+                    snaps = [self.fleet.snapshot(item_id)]
+                elif op == "remove_asset":
+                    await reg.remove_asset(item_id)
+                    self._keep(f"asset.{self.shard.index}.{item_id}", None)
+                else:
+                    raise RegistrationError(503, f"unknown registry op {op!r}")
+        except RegistrationError as exc:
+            return wire.dumps(
+                {"error": "registration", "status": exc.status, "detail": exc.detail,
+                 "field": exc.field}
+            )  # fmt: skip
+        fleet = self.fleet
+        telemetry = wire.snapshots_msg(self.shard, fleet.tick_count, fleet.sim_time_s, snaps)
+        return wire.dumps({"ok": True, "telemetry": telemetry})
+
+    async def _on_grid(self, data: bytes) -> bytes:
+        """``POST /grid`` on the headend: applied here, kept in the KV bucket for a restart
+        (of this or any agent), answered with the grid now in effect."""
+        try:
+            body = wire.loads(data)
+            freq, ambient = body["frequency_hz"], body["ambient_c"]
+            freq = None if freq is None else float(freq)
+            ambient = None if ambient is None else float(ambient)
+        except (ValueError, KeyError, TypeError) as exc:
+            return wire.dumps({"error": "bad_request", "detail": str(exc)})
+        async with self.tick_gate.shared():
+            await self.set_grid(freq, ambient)
+        value = wire.encode_grid(self.fleet.grid)
+        self._keep(wire.GRID_KEY, value)
+        return value
+
     async def _on_dispatch(self, data: bytes) -> bytes:
         try:
             req = wire.decode_request(data)
@@ -276,14 +452,24 @@ async def _on_step_impl(agent: Agent, data: bytes) -> bytes:
         seconds = float(wire.loads(data)["seconds"])
     except (ValueError, KeyError, TypeError) as exc:
         return wire.dumps({"error": f"bad step request: {exc}"})
+    agent._step_faults = []
     try:
         ticks = await agent.step(seconds)
     except (ClockModeError, TickFailedError) as exc:
         return wire.dumps({"error": f"agent {agent.shard.index}: {exc}"})
+    finally:
+        changed, agent._step_faults = agent._step_faults, None
     # Acknowledged once this step's telemetry and records are in JetStream: the headend then
-    # waits to have mirrored them, so a read after /sim/step sees the stepped fleet.
+    # waits to have mirrored them, so a read after /sim/step sees the stepped fleet. Faults
+    # that started or ended in the step come in the answer (their stream is read apart).
     await agent._outbox.join()
-    return wire.dumps({"ticks": ticks, "tick": agent.fleet.tick_count})
+    return wire.dumps(
+        {
+            "ticks": ticks,
+            "tick": agent.fleet.tick_count,
+            "faults": [wire.encode_fault(f) for f in changed or ()],
+        }
+    )
 
 
 class _TelemetryPublisher:

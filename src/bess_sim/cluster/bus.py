@@ -133,6 +133,7 @@ class Bus:
         for name, subject in (
             (s.telemetry_stream, s.telemetry("*")),
             (s.dispatch_stream, s.dispatch_records("*")),
+            (s.faults_stream, s.fault_records("*")),
         ):
             cfg = StreamConfig(
                 name=name,
@@ -158,6 +159,13 @@ class Bus:
 
     async def kv_put(self, key: str, value: bytes) -> None:
         await (await self.active_bucket()).put(key, value)
+
+    async def kv_get(self, key: str) -> bytes | None:
+        try:
+            entry = await (await self.active_bucket()).get(key)
+        except KeyNotFoundError:
+            return None
+        return entry.value or None
 
     async def kv_delete(self, key: str) -> None:
         # A delete of an absent key only writes a tombstone: no error to handle.
@@ -192,7 +200,8 @@ class Bus:
             await js.delete_key_value(self.subjects.active_bucket)
         except Exception as exc:  # absent already
             log.debug("nats: delete bucket: %s", exc)
-        for name in (self.subjects.telemetry_stream, self.subjects.dispatch_stream):
+        s = self.subjects
+        for name in (s.telemetry_stream, s.dispatch_stream, s.faults_stream):
             try:
                 await js.delete_stream(name)
             except Exception as exc:  # absent already

@@ -4,7 +4,9 @@ ticked by shard agents (DESIGN §15).
 The API reads a ``Fleet`` (api/ports.py); here that is a ``MirrorFleet``: the full fleet of
 assets.yaml whose snapshots and dispatch records are those the agents published, never
 computed locally. Commands go to the owning agent over request–reply and its answer (record
-or error) is what the API answers, so §4/§6 reasons and codes are the agent's own.
+or error) is what the API answers, so §4/§6 reasons and codes are the agent's own: dispatch,
+trip/reset, faults (``fault_mirror.py`` holds what the agents report), grid and manual steps
+(every agent), registration (``registration.py``). Scenarios are refused with 501.
 """
 
 from __future__ import annotations
@@ -14,22 +16,34 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from ..api.ports import AssetUnavailableError
 from ..clock import ManualClock
+from ..faults import Fault, FaultBook, FaultError, FaultNotFoundError, FaultRequest, FaultState
 from ..modbus.points import RegisterMap
 from ..runtime import ClockModeError, Runtime
 from ..settings import Settings
-from ..sim import DispatchRecord, DispatchRequest, Fleet, FleetConfig, Snapshot, UnknownAssetError
+from ..sim import (
+    AssetSpec,
+    DispatchRecord,
+    DispatchRequest,
+    Fleet,
+    FleetConfig,
+    Snapshot,
+    UnknownAssetError,
+)
 from ..sim.model import Status
 from . import wire
 from .bus import Bus, BusUnavailableError
+from .fault_mirror import MirrorFaultBook
+from .registration import ClusterRegistry
 from .wire import Subjects
 
 if TYPE_CHECKING:
@@ -37,9 +51,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bess_sim.cluster")
 
-#: Mutating routes not yet forwarded to the agents: faults (§11), grid, registration (§14),
-#: scenarios (§12). Dispatch, trip/reset and /sim/step are forwarded.
-_NOT_FORWARDED = re.compile(r"^/(faults(/.*)?|grid|sites(/.*)?|assets(/[^/]+)?|scenarios(/.*)?)/?$")
+#: Mutating routes not forwarded to the agents: scenarios (§12). Dispatch, trip/reset,
+#: faults, /grid, registration and /sim/step are.
+_NOT_FORWARDED = re.compile(r"^/scenarios(/.*)?/?$")
 
 #: How long a command waits for its agent's answer before it is answered 503.
 COMMAND_TIMEOUT_S = 2.0
@@ -78,6 +92,26 @@ class MirrorFleet(Fleet):
         self.tick_count = max(self.tick_count, batch.tick)
         self.sim_time_s = max(self.sim_time_s, batch.sim_time_s)
         return known
+
+    def add_asset(self, spec: AssetSpec) -> Snapshot:
+        snap = super().add_asset(spec)
+        self._unreported_offline(spec.id)
+        return snap
+
+    # The database's restore (DESIGN §7) writes its last rows in at start-up: shown, but
+    # still ``offline`` until the agent reports (its state is the agent's, not the rows').
+    def restore(self, asset_id: str, **kwargs: Any) -> None:
+        super().restore(asset_id, **kwargs)
+        self._unreported_offline(asset_id)
+
+    def trip(self, asset_id: str, *, over_temperature: bool = False) -> None:
+        super().trip(asset_id, over_temperature=over_temperature)
+        self._unreported_offline(asset_id)
+
+    def _unreported_offline(self, asset_id: str) -> None:
+        cell = self._cell(asset_id)
+        if asset_id not in self.owner and cell.snapshot is not None:
+            cell.snapshot = cell.snapshot._replace(status=int(Status.OFFLINE))
 
     def mark_offline(self, shard: int) -> list[Snapshot]:
         """Status ``offline`` on every asset of ``shard`` (the rest of the snapshot is the
@@ -124,6 +158,15 @@ class Headend(Runtime):
         #: With a database: its rows come from a durable consumer of their own (ingest.py).
         self._ingest: DurableIngest | None = None
         self._decode: Callable[[bytes], wire.TelemetryBatch] = wire.decode_snapshots
+        registry = ClusterRegistry(
+            self.fleet,
+            self.history_buffer,
+            modbus=lambda: None,
+            storage=lambda: self.storage,
+            on_change=self._fleet_changed,
+        )
+        registry.bind_headend(self)
+        self.registry = registry
 
     def _create_app(self) -> FastAPI:
         app = super()._create_app()
@@ -151,6 +194,15 @@ class Headend(Runtime):
     def _new_fleet(self, config: FleetConfig, start: datetime) -> Fleet:
         return MirrorFleet(config, start)
 
+    def _new_fault_book(self, seed: int) -> FaultBook:
+        return MirrorFaultBook(self.fleet, seed=seed)
+
+    @property
+    def fault_mirror(self) -> MirrorFaultBook:
+        book = self.faults
+        assert isinstance(book, MirrorFaultBook)
+        return book
+
     @property
     def mirror(self) -> MirrorFleet:
         fleet = self.fleet
@@ -161,6 +213,14 @@ class Headend(Runtime):
         bus = await self._stack.enter_async_context(self.bus)
         await bus.ensure_streams()
         s = bus.subjects
+        grid = await bus.kv_get(wire.GRID_KEY)
+        if grid is not None:  # set over this API before a restart of the headend
+            self.fleet.grid = wire.decode_grid(grid)
+        registry = self.registry
+        assert isinstance(registry, ClusterRegistry)
+        added = registry.load_kv(await bus.kv_items())
+        if added:
+            log.info("headend: %d registrations from the agents' bucket", added)
         if self.storage is not None:
             from .ingest import DecodeCache, DurableIngest, DurableRecordIngest  # asyncpg: DB only
 
@@ -177,6 +237,10 @@ class Headend(Runtime):
         await bus.subscribe_stream(s.telemetry("*"), self._on_telemetry, last_per_subject=True)
         if self._ingest is None:  # with a database, from the durable consumer above
             await bus.subscribe_stream(s.dispatch_records("*"), self._on_record)
+        # Every fault's latest state (one subject per fault), then each change.
+        await bus.subscribe_stream(
+            s.fault_records("*", "*"), self._on_fault_record, last_per_subject=True
+        )
         await bus.subscribe(s.heartbeat("*"), self._on_heartbeat)
         task = asyncio.create_task(self._watch(), name="bess-headend-watch")
 
@@ -202,10 +266,19 @@ class Headend(Runtime):
 
     async def _on_telemetry(self, data: bytes) -> None:
         batch = self._decode(data)
+        if batch.of:  # N, as in the heartbeats (which may trail the first telemetry)
+            self._shard_count = batch.of
         self._seen(batch.shard)
         self._shard_tick[batch.shard] = max(self._shard_tick.get(batch.shard, 0), batch.tick)
         snaps = self.mirror.apply(batch)
-        self._publish(snaps)
+        self.fault_mirror.apply_views(batch)
+        if batch.tick > 0:
+            # An agent's start-up state (tick 0) is shown, not recorded: a single process's
+            # history and database begin with its first tick too.
+            self._publish(snaps)
+
+    async def _on_fault_record(self, data: bytes) -> None:
+        self.fault_mirror.record(wire.decode_fault(wire.loads(data)))
 
     async def _on_record(self, data: bytes) -> None:
         rec = wire.decode_record(wire.loads(data))
@@ -240,7 +313,8 @@ class Headend(Runtime):
                     )
                     # Not passed to the sinks: the database and history hold what the agent
                     # published (an offline row would repeat its last (asset_id, ts)).
-                    self.mirror.mark_offline(shard)
+                    gone = self.mirror.mark_offline(shard)
+                    self.fault_mirror.drop_views(s.asset_id for s in gone)
 
     # ------------------------------------------------------------ commands
     async def step(self, seconds: float) -> int:
@@ -249,12 +323,7 @@ class Headend(Runtime):
         clock = self.clock
         if not isinstance(clock, ManualClock):
             raise ClockModeError("the clock is real-time; start with --clock manual to step")
-        n = self._shard_count
-        if n is None:
-            raise AssetUnavailableError("no agent has reported yet: nothing to step")
-        missing = [k for k in range(n) if k not in self._last_seen or k in self._offline]
-        if missing:
-            raise AssetUnavailableError(f"agent(s) {missing} of {n} offline: the fleet cannot step")
+        n = self._all_agents("step")
         timeout_s = 10.0 + 0.05 * len(clock.chunks(seconds))
         async with self._step_lock:
             answers = await asyncio.gather(
@@ -276,6 +345,8 @@ class Headend(Runtime):
                 if "error" in body:
                     raise AssetUnavailableError(str(body["error"]))
                 ticks = int(body["ticks"])
+                for fault in body.get("faults", ()):
+                    self.fault_mirror.record(wire.decode_fault(fault))
                 deadline = time.monotonic() + timeout_s
                 while self._shard_tick.get(k, -1) < int(body["tick"]):
                     if time.monotonic() > deadline:
@@ -289,6 +360,130 @@ class Headend(Runtime):
                 ):
                     raise AssetUnavailableError(f"agent {k}: stepped telemetry not ingested")
         return ticks
+
+    def _all_agents(self, what: str) -> int:
+        """N, when every agent is online (a fleet-wide change goes to all or none)."""
+        n = self._shard_count
+        if n is None:
+            raise AssetUnavailableError(f"no agent has reported yet: cannot {what}")
+        missing = [k for k in range(n) if k not in self._last_seen or k in self._offline]
+        if missing:
+            raise AssetUnavailableError(
+                f"agent(s) {missing} of {n} offline: the fleet cannot {what}"
+            )
+        return n
+
+    async def _broadcast(self, command: str, payload: bytes, what: str) -> list[bytes]:
+        """``payload`` to every agent; their answers, or 503 if one does not answer."""
+        n = self._all_agents(what)
+        answers = await asyncio.gather(
+            *(
+                self.bus.request(self.bus.subjects.command(k, command), payload, COMMAND_TIMEOUT_S)
+                for k in range(n)
+            ),
+            return_exceptions=True,
+        )
+        out = []
+        for k, answer in enumerate(answers):
+            if isinstance(answer, BaseException):
+                raise AssetUnavailableError(f"agent {k}: {what} not acknowledged: {answer}")
+            if answer.startswith(b'{"error"'):
+                body = wire.loads(answer)
+                raise AssetUnavailableError(f"agent {k}: {body.get('detail', body)}")
+            out.append(answer)
+        return out
+
+    async def set_grid(self, frequency_hz: float | None, ambient_c: float | None) -> None:
+        """Every agent applies it (and keeps it in the KV bucket) before the mirror does."""
+        payload = wire.dumps({"frequency_hz": frequency_hz, "ambient_c": ambient_c})
+        answers = await self._broadcast("grid", payload, "set the grid")
+        self.fleet.grid = wire.decode_grid(answers[0])
+
+    # ------------------------------------------------------------ faults (§11)
+    def _fault_shards(self, asset_id: str | None, port: int | None) -> list[int]:
+        """The agents holding a fault's target: the asset's, or every agent serving a unit
+        on the port (sharding by position may split one port's units over agents)."""
+        owner = self.mirror.owner
+        if asset_id is not None:
+            ids = [asset_id]
+        else:
+            ids = [s.id for s in self.fleet.specs if s.modbus.port == port]
+        shards = set()
+        for aid in ids:
+            shard = owner.get(aid)
+            if shard is None:
+                raise AssetUnavailableError(f"asset {aid}: no agent has reported it yet")
+            shards.add(shard)
+        return sorted(shards)
+
+    async def _fault_command(self, shards: list[int], body: Mapping[str, object]) -> Fault:
+        offline = [k for k in shards if k in self._offline]
+        if offline:
+            raise AssetUnavailableError(f"agent(s) {offline} holding the fault's target offline")
+        payload = wire.dumps(body)
+        answers = await asyncio.gather(
+            *(
+                self.bus.request(self.bus.subjects.command(k, "fault"), payload, COMMAND_TIMEOUT_S)
+                for k in shards
+            ),
+            return_exceptions=True,
+        )
+        faults: list[Fault] = []
+        for k, answer in zip(shards, answers, strict=True):
+            if isinstance(answer, BaseException):
+                raise AssetUnavailableError(f"agent {k}: fault not acknowledged: {answer}")
+            msg = wire.loads(answer)
+            error = msg.get("error")
+            if error == "fault":
+                raise FaultError(str(msg["field"]), str(msg["message"]))
+            if error == "not_found":
+                raise FaultNotFoundError(str(body["fault_id"]))
+            if error is not None:
+                raise AssetUnavailableError(f"agent {k}: {msg.get('detail', msg)}")
+            batch = wire.batch_of(msg["telemetry"])
+            self.mirror.apply(batch)
+            self.fault_mirror.apply_views(batch)
+            fault = wire.decode_fault(msg["fault"])
+            self.fault_mirror.record(fault)
+            faults.append(fault)
+        return faults[0]
+
+    async def add_fault(self, request: FaultRequest, *, fault_id: str | None = None) -> Fault:
+        """Checked here as a single process does (same 422s), then scheduled by the owning
+        agent(s) under one id; answered with the agent's fault."""
+        self.fault_mirror.check_target(request)
+        asset_id = None if request.asset_id is None else str(request.asset_id)
+        shards = self._fault_shards(asset_id, request.port)
+        body = {
+            "op": "add",
+            "fault_id": fault_id or str(uuid.uuid4()),
+            "request": request.model_dump(mode="json"),
+        }
+        return await self._fault_command(shards, body)
+
+    async def end_fault(self, fault_id: str) -> Fault:
+        book = self.fault_mirror
+        fault = book.get(fault_id)
+        if fault is None:
+            raise FaultNotFoundError(fault_id)
+        if fault.state is FaultState.ENDED:
+            return fault
+        shards = self._fault_shards(fault.asset_id, fault.port)
+        try:
+            return await self._fault_command(shards, {"op": "end", "fault_id": fault_id})
+        except FaultNotFoundError:
+            # Its agent no longer has it (restarted before the fault reached the KV bucket):
+            # it acts nowhere, so it is ended here.
+            return book.end_lost(fault_id)
+
+    async def bus_request(self, shard: int, command: str, payload: bytes) -> bytes:
+        """One command to agent ``shard``; 503 (AssetUnavailableError) without an answer."""
+        try:
+            return await self.bus.request(
+                self.bus.subjects.command(shard, command), payload, COMMAND_TIMEOUT_S
+            )
+        except BusUnavailableError as exc:
+            raise AssetUnavailableError(f"agent {shard}: {exc}") from None
 
     async def _ask_owner(self, asset_id: str, command: str, payload: bytes) -> tuple[int, bytes]:
         if not self.fleet.has_asset(asset_id):

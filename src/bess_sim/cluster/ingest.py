@@ -140,7 +140,11 @@ class DurableIngest:
             log.error("headend: undecodable telemetry message skipped: %s", exc)
             self._unacked.append((self._storage.accepted_rows, msg, time.monotonic()))
             return
-        snaps = [s for s in batch.snapshots if self._fleet.has_asset(s.asset_id)]
+        # An agent's start-up state (tick 0) is mirrored, not recorded (as headend.py): a single
+        # process's database begins with its first tick too.
+        snaps = (
+            [s for s in batch.snapshots if self._fleet.has_asset(s.asset_id)] if batch.tick else []
+        )
         self._msg_rows = max(self._msg_rows, len(snaps))
         dropped = self._storage.dropped_rows
         if snaps:

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..faults import Fault, FaultKind, FaultState
 from ..sim import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, Snapshot
+from ..sim.models import GridState
 
 #: An agent silent this long has its assets shown ``offline`` and its commands answered 503:
 #: 2.5 s of silence plus the 0.5 s heartbeat period keeps "offline within 3 s of the agent
@@ -37,6 +39,10 @@ class Subjects:
         return f"{self.prefix.upper()}_DISPATCH"
 
     @property
+    def faults_stream(self) -> str:
+        return f"{self.prefix.upper()}_FAULTS"
+
+    @property
     def active_bucket(self) -> str:
         return f"{self.prefix.upper()}_ACTIVE"
 
@@ -55,6 +61,10 @@ class Subjects:
 
     def dispatch_records(self, shard: int | str) -> str:
         return f"{self.prefix}.dispatch.{shard}"
+
+    def fault_records(self, shard: int | str, fault_id: str = "*") -> str:
+        # One subject per fault: "last per subject" is then every fault's latest state.
+        return f"{self.prefix}.faults.{shard}.{fault_id}"
 
     def heartbeat(self, shard: int | str) -> str:
         return f"{self.prefix}.heartbeat.{shard}"
@@ -83,6 +93,20 @@ class Shard:
         return position % self.count == self.index
 
 
+#: Key of the fleet-wide grid conditions (DESIGN §10) in the KV bucket (asset ids are UUIDs).
+GRID_KEY = "grid"
+
+
+def encode_grid(grid: GridState) -> bytes:
+    return dumps({"frequency_hz": grid.frequency_hz, "ambient_c": grid.ambient_c})
+
+
+def decode_grid(data: bytes) -> GridState:
+    d = loads(data)
+    ambient = d.get("ambient_c")
+    return GridState(float(d["frequency_hz"]), None if ambient is None else float(ambient))
+
+
 def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), allow_nan=True).encode()
 
@@ -94,22 +118,49 @@ def loads(data: bytes) -> Any:
 _TS = Snapshot._fields.index("timestamp")
 
 
+def _row(s: Snapshot) -> list[Any]:
+    return [*s[:_TS], s.timestamp.isoformat(), *s[_TS + 1 :]]
+
+
 def encode_snapshots(
-    shard: Shard, tick: int, sim_time_s: float, snaps: Sequence[Snapshot]
+    shard: Shard,
+    tick: int,
+    sim_time_s: float,
+    snaps: Sequence[Snapshot],
+    *,
+    watchdog: dict[str, tuple[float, float]] | None = None,
+    rest: Sequence[Snapshot] = (),
 ) -> bytes:
+    return dumps(snapshots_msg(shard, tick, sim_time_s, snaps, watchdog=watchdog, rest=rest))
+
+
+def snapshots_msg(
+    shard: Shard,
+    tick: int,
+    sim_time_s: float,
+    snaps: Sequence[Snapshot],
+    *,
+    watchdog: dict[str, tuple[float, float]] | None = None,
+    rest: Sequence[Snapshot] = (),
+) -> dict[str, Any]:
+    """One telemetry message. ``watchdog``: ``asset id → (timeout_s, seconds since the
+    heartbeat changed)`` for a restarted agent (``Fleet.watchdog_states``); ``rest``: the
+    snapshots as the REST surface shows them where a §11 view fault makes that differ."""
     # Rows as positional lists (Snapshot field order, named once in "fields"): a third the
     # size of one object per asset.
-    rows = [[*s[:_TS], s.timestamp.isoformat(), *s[_TS + 1 :]] for s in snaps]
-    return dumps(
-        {
-            "shard": shard.index,
-            "of": shard.count,
-            "tick": tick,
-            "sim_time_s": sim_time_s,
-            "fields": Snapshot._fields,
-            "rows": rows,
-        }
-    )
+    msg: dict[str, Any] = {
+        "shard": shard.index,
+        "of": shard.count,
+        "tick": tick,
+        "sim_time_s": sim_time_s,
+        "fields": Snapshot._fields,
+        "rows": [_row(s) for s in snaps],
+    }
+    if watchdog:
+        msg["watchdog"] = {aid: list(v) for aid, v in watchdog.items()}
+    if rest:
+        msg["rest"] = [_row(s) for s in rest]
+    return msg
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,17 +169,36 @@ class TelemetryBatch:
     tick: int
     sim_time_s: float
     snapshots: list[Snapshot]
+    watchdog: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    rest: list[Snapshot] = dataclasses.field(default_factory=list)
+    of: int = 0  # N, the agent's shard count
 
 
-def decode_snapshots(data: bytes) -> TelemetryBatch:
-    msg = loads(data)
-    fields = msg["fields"]
+def _snapshots(fields: list[str], rows: list[list[Any]]) -> list[Snapshot]:
     snaps = []
-    for row in msg["rows"]:
+    for row in rows:
         d = dict(zip(fields, row, strict=True))
         d["timestamp"] = datetime.fromisoformat(d["timestamp"])
         snaps.append(Snapshot(**d))
-    return TelemetryBatch(int(msg["shard"]), int(msg["tick"]), float(msg["sim_time_s"]), snaps)
+    return snaps
+
+
+def decode_snapshots(data: bytes) -> TelemetryBatch:
+    return batch_of(loads(data))
+
+
+def batch_of(msg: dict[str, Any]) -> TelemetryBatch:
+    fields = msg["fields"]
+    watchdog = {str(aid): (float(v[0]), float(v[1])) for aid, v in msg.get("watchdog", {}).items()}
+    return TelemetryBatch(
+        int(msg["shard"]),
+        int(msg["tick"]),
+        float(msg["sim_time_s"]),
+        _snapshots(fields, msg["rows"]),
+        watchdog,
+        _snapshots(fields, msg.get("rest", [])),
+        int(msg.get("of", 0)),
+    )
 
 
 def telemetry_msg_id(shard: Shard, snaps: Sequence[Snapshot]) -> str:
@@ -167,6 +237,55 @@ def decode_record(d: dict[str, Any]) -> DispatchRecord:
 def record_msg_id(rec: DispatchRecord) -> str:
     # A record changes status over its life (accepted → completed ...): one message per state.
     return f"d:{rec.id}:{rec.status.value}"
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def encode_fault(f: Fault) -> dict[str, Any]:
+    d = dataclasses.asdict(f)
+    d["kind"] = f.kind.value
+    d["state"] = f.state.value
+    for key in ("created_at", "starts_at", "ends_at", "started_at", "ended_at"):
+        d[key] = _iso(getattr(f, key))
+    return d
+
+
+def decode_fault(d: dict[str, Any]) -> Fault:
+    created, starts = _dt(d["created_at"]), _dt(d["starts_at"])
+    assert created is not None and starts is not None
+    return Fault(
+        id=str(d["id"]),
+        kind=FaultKind(d["kind"]),
+        asset_id=d["asset_id"],
+        port=d["port"],
+        params=dict(d["params"]),
+        state=FaultState(d["state"]),
+        created_at=created,
+        starts_at=starts,
+        ends_at=_dt(d["ends_at"]),
+        started_at=_dt(d["started_at"]),
+        ended_at=_dt(d["ended_at"]),
+        start_s=float(d["start_s"]),
+        end_s=None if d["end_s"] is None else float(d["end_s"]),
+        end_reason=d["end_reason"],
+        duration_s=d["duration_s"],
+    )
+
+
+def fault_key(shard: int, fault_id: str) -> str:
+    """KV key of an open fault of agent ``shard`` (one port-wide fault may be on two)."""
+    return f"fault.{shard}.{fault_id}"
+
+
+def fault_msg_id(shard: int, f: Fault) -> str:
+    # Scheduled → active → ended, once each; a port-wide fault on two agents has one id.
+    return f"f:{shard}:{f.id}:{f.state.value}"
 
 
 def encode_request(req: DispatchRequest) -> bytes:

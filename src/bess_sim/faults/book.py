@@ -129,19 +129,25 @@ class FaultBook:
         return [f for f in self._open.values() if f.state is FaultState.ACTIVE]
 
     # ------------------------------------------------------------ commands
-    def add(self, request: FaultRequest) -> Fault:
-        """Schedule ``request`` (active at once when ``start_in_s`` is 0). Raises
-        :class:`FaultError` naming the field when the target does not exist."""
+    def check_target(self, request: FaultRequest) -> None:
+        """Raises :class:`FaultError` naming the field when the target does not exist."""
         asset_id = None if request.asset_id is None else str(request.asset_id)
         if asset_id is not None and not self.fleet.has_asset(asset_id):
             raise FaultError("asset_id", f"unknown asset {asset_id}")
         if request.port is not None and request.port not in self._ports():
             raise FaultError("port", f"no asset is served on Modbus port {request.port}")
+
+    def add(self, request: FaultRequest, *, fault_id: str | None = None) -> Fault:
+        """Schedule ``request`` (active at once when ``start_in_s`` is 0). Raises
+        :class:`FaultError` naming the field when the target does not exist. ``fault_id``:
+        the id to use (scale-out: one port-wide fault on several agents has one id)."""
+        self.check_target(request)
+        asset_id = None if request.asset_id is None else str(request.asset_id)
         now_s = self.fleet.sim_time_s
         start_s = now_s + request.start_in_s
         end_s = None if request.duration_s is None else start_s + request.duration_s
         fault = Fault(
-            id=self._new_id(),
+            id=self._new_id() if fault_id is None else fault_id,
             kind=request.kind,
             asset_id=asset_id,
             port=request.port,
@@ -163,6 +169,36 @@ class FaultBook:
         if not self.advance():
             self._flush()
         return self._log[fault.id]
+
+    def restore(self, faults: Sequence[Fault]) -> None:
+        """Take back the scheduled and active faults of a process that stopped (scale-out
+        agent restart, DESIGN §15) on this fleet's time base, with their ids, times and
+        parameters; listeners are not told (nothing changed for them). A trip's effect is
+        the asset's own tripped state; a freeze holds the asset as it is now; a comm
+        fault's random draws start over."""
+        base = self.fleet.start_time
+        for fault in faults:
+            if fault.state is FaultState.ENDED or fault.id in self._log:
+                continue
+            start_s = (fault.starts_at - base).total_seconds()
+            end_s = None if fault.ends_at is None else (fault.ends_at - base).total_seconds()
+            f = replace(fault, start_s=start_s, end_s=end_s)
+            self._ordinal += 1
+            self._rngs[f.id] = random.Random(f"{self.seed}:{f.id}")
+            if f.state is FaultState.ACTIVE and f.started_at is not None:
+                started_s = (f.started_at - base).total_seconds()
+                if f.kind is FaultKind.SOC_BIAS:
+                    p = f.params
+                    self._biases[f.id] = Bias(
+                        float(p["offset_pct"]), float(p["drift_pct_per_h"]), started_s
+                    )
+                elif f.kind is FaultKind.FROZEN_TELEMETRY and f.asset_id is not None:
+                    snap = self.fleet.snapshot(f.asset_id)
+                    surfaces = f.params.get("surfaces") or ["modbus"]
+                    self._frozen[f.id] = dict.fromkeys(surfaces, snap)
+            self._log[f.id] = f
+            self._open[f.id] = f
+        self._rebuild()
 
     def end(self, fault_id: str, reason: str = "deleted") -> Fault:
         """End a fault now (a scheduled one is cancelled); an ended one is returned as is."""

@@ -11,7 +11,9 @@ compares both paths on the raw wire).
 
 Consistency (DESIGN §5): the input image is packed from one immutable snapshot and swapped
 by one assignment, so a read sees one snapshot or the next, never a mix (no torn 32-bit
-values). Nothing here awaits.
+values). Holding and SunSpec images echo the command state, read whole even while a tick runs
+in its worker thread (sim/control.py), so those reads do not wait for the tick either. Nothing
+here awaits.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class FastFace(Protocol):
 class FastReader:
     """Answers the reads of one port that it can; None for everything else."""
 
-    __slots__ = ("counted", "devices", "faces", "holding_size", "input_size", "usable")
+    __slots__ = ("counted", "devices", "faces", "holding_size", "input_size")
 
     def __init__(
         self,
@@ -57,7 +59,6 @@ class FastReader:
         input_size: int,
         holding_size: int,
         counted: Callable[[int], None],
-        usable: Callable[[], bool],
     ) -> None:
         self.devices = devices
         self.faces = faces
@@ -65,10 +66,6 @@ class FastReader:
         self.holding_size = holding_size
         # counted(fc) after every answer (bess_modbus_requests + the path counter).
         self.counted = counted
-        # False while the fleet must not be read from the loop (a tick computing in its
-        # worker thread): holding and SunSpec images read the command state, so those reads
-        # take the slow path, which waits for the tick (runtime.TickGate).
-        self.usable = usable
 
     def answer(self, frame: bytes) -> bytes | None:
         if len(frame) != READ_FRAME_BYTES:
@@ -92,14 +89,14 @@ class FastReader:
                 return None  # 0x02
             wire = dev.input_wire()
         elif face is not None and address >= BASE_ADDRESS:
-            if address + count > face.end or not self.usable():
+            if address + count > face.end:
                 return None
             wire = face.wire()
             address -= BASE_ADDRESS
         else:
             if face is not None and not face.serves_native:
                 return None
-            if address + count > self.holding_size or not self.usable():
+            if address + count > self.holding_size:
                 return None
             wire = dev.holding_wire()
         n = 2 * count

@@ -61,10 +61,6 @@ from .sunspec_face import SunSpecFace, sunspec_face
 log = logging.getLogger("bess_sim.modbus")
 
 
-def _always() -> bool:
-    return True
-
-
 def _no_gate() -> AbstractAsyncContextManager[None]:
     return contextlib.nullcontext()
 
@@ -257,7 +253,6 @@ class _Port:
             rm.size(Table.INPUT),
             rm.size(Table.HOLDING),
             service.count_fast,
-            service.fleet_readable,
         )
 
     def fast(self, frame: bytes) -> bytes | None:
@@ -377,16 +372,12 @@ class ModbusService:
         request_hook: RequestHook | None = None,
         *,
         fast_path: bool = True,
-        fleet_readable: Callable[[], bool] | None = None,
         gate: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self.fleet = fleet
         #: Answer plain reads from the packed images (modbus/fastpath.py); False sends every
         #: request through pymodbus (the byte-identity test and bench compare both).
         self.fast_path = fast_path
-        #: False while a tick computes in its worker thread (runtime.TickGate): fast reads
-        #: that need the command state then take the slow path, which waits for the tick.
-        self.fleet_readable: Callable[[], bool] = fleet_readable or _always
         #: Entered around every slow-path request (runtime.TickGate.shared).
         self.gate: Callable[[], AbstractAsyncContextManager[None]] = gate or _no_gate
         path = metrics.modbus_request_path

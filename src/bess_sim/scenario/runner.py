@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,7 @@ class ScenarioRun:
         self.evaluator = Evaluator(plan.expectations, self._names)
         self.recorder = ScorecardRecorder(fleet.specs, fleet.now, fleet.snapshot, fleet.sim_time_s)
         self._origin_s = fleet.sim_time_s
+        self._sampled_s = -math.inf  # scenario time of the last tick this runner sampled
         self._next_bp = 0.0
         self._reached = asyncio.Event()
         self._stop = False
@@ -87,6 +89,7 @@ class ScenarioRun:
     def publish(self, snapshots: Sequence[Snapshot]) -> None:
         """Telemetry sink: called after every tick."""
         t = self.t_s
+        self._sampled_s = t
         ramp = self._ramp
         if ramp is not None:
             # The next tick runs with the ramp's value at its end: the snapshot at T then
@@ -102,9 +105,13 @@ class ScenarioRun:
     async def _advance_to(self, bp: float) -> None:
         self._next_bp = bp
         if self.target.paced:
-            while not self._stop and self.t_s < bp - _T_EPS:
+            # The time of the last sample this runner saw, not the fleet's: with the tick in a
+            # worker thread, sim_time_s moves on before the sinks (this one included) are
+            # called, and a run that ended then never evaluated its checks at that time
+            # (seen in CI: "never evaluated: the run ended at 40 s before 40 s").
+            while not self._stop and self._sampled_s < bp - _T_EPS:
                 self._reached.clear()
-                if self.t_s >= bp - _T_EPS:
+                if self._sampled_s >= bp - _T_EPS:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._reached.wait(), timeout=1.0)
@@ -143,6 +150,7 @@ class ScenarioRun:
         check_fault_steps(plan, self.source, FAULT_CHECKER)
         self.state = "running"
         self._origin_s = fleet.sim_time_s  # scenario time starts now, not at construction
+        self._sampled_s = -math.inf
         self.attach()
         self.target.add_sink(self)
         try:

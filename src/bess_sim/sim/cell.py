@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from . import physics
@@ -11,6 +10,7 @@ from .dispatch import DispatchRecord, DispatchSource
 from .model import Alarm, AssetSpec, Snapshot, Status
 from .models import AssetModel
 from .models.thermal import derate_factor
+from .untrack import untrack
 
 # Status thresholds (DESIGN §3.5).
 _STATUS_DEADBAND_MW = 0.1
@@ -94,17 +94,6 @@ class AssetCell:
         return self.heartbeat_changed_s + self.watchdog_timeout_s
 
 
-@dataclass(frozen=True, slots=True)
-class AssetControl:
-    """Command-side state of an asset, for the Modbus holding-register echo."""
-
-    setpoint_mw: float
-    heartbeat: int
-    watchdog_timeout_s: float
-    tripped: bool
-    setpoint_mvar: float = 0.0
-
-
 def snapshot_of(cell: AssetCell, ts: datetime, sim_s: float, frequency_hz: float) -> Snapshot:
     """The asset's telemetry now (DESIGN §3.6, §10)."""
     spec = cell.spec
@@ -146,7 +135,7 @@ def snapshot_of(cell: AssetCell, ts: datetime, sim_s: float, frequency_hz: float
         if not cell.tripped and derate_factor(model.params.thermal, cell.temperature_c) < 1.0:
             bits |= _DERATED
     # Positional: this runs for every asset on every tick (field order of Snapshot).
-    return Snapshot(
+    snap = Snapshot(
         spec.id,
         spec.site_id,
         ts,
@@ -168,3 +157,5 @@ def snapshot_of(cell: AssetCell, ts: datetime, sim_s: float, frequency_hz: float
         cell.temperature_c,
         frequency_hz,
     )
+    untrack(snap)  # never in a cycle; see untrack.py (GC pauses in the tick)
+    return snap

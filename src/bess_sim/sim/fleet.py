@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from . import physics
 from .batch import BatchStepper
-from .cell import AssetCell, AssetControl, snapshot_of
+from .cell import AssetCell, snapshot_of
+from .control import AssetControl, ControlBoard
 from .device_fault import DeviceFault
 from .dispatch import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, validate
 from .model import Alarm, AssetSpec, FleetConfig, Site, Snapshot
 from .models import AssetModel, GridState
+from .records import DispatchListener, DispatchLog
 
 __all__ = ["DEFAULT_GRID_HZ", "AssetControl", "DispatchListener", "Fleet", "UnknownAssetError"]
 
@@ -29,8 +30,6 @@ __all__ = ["DEFAULT_GRID_HZ", "AssetControl", "DispatchListener", "Fleet", "Unkn
 _EVENT_EPS_S = 1e-9
 #: Grid frequency before any ``set_grid`` when no asset names a nominal (Hz).
 DEFAULT_GRID_HZ = 50.0
-
-DispatchListener = Callable[[DispatchRecord], None]
 
 
 class UnknownAssetError(KeyError):
@@ -64,11 +63,8 @@ class Fleet:
         self._assets: dict[str, AssetCell] = {a.id: AssetCell(a) for a in config.assets}
         self._sites: dict[str, Site] = {s.id: s for s in config.sites}
         self._retired: dict[str, AssetSpec] = {}
-        self._log: OrderedDict[str, DispatchRecord] = OrderedDict()
-        self._log_size = dispatch_log_size
+        self._log = DispatchLog(dispatch_log_size)
         self._new_id = id_factory
-        self._listeners: list[DispatchListener] = []
-        self._held: list[DispatchRecord] | None = None  # see hold_notifications
         nominal = next(
             (
                 a.model.frequency_response.nominal_hz
@@ -79,6 +75,7 @@ class Fleet:
         )
         self.grid = GridState(nominal)
         self._batch = BatchStepper(batch_min_assets)
+        self._controls = ControlBoard()  # holding/SunSpec echo during a threaded tick
         now = self.now
         for cell in self._assets.values():
             cell.snapshot = self._snapshot(cell, now)
@@ -112,14 +109,8 @@ class Fleet:
         return [c.snapshot for c in self._assets.values() if c.snapshot is not None]
 
     def control(self, asset_id: str) -> AssetControl:
-        cell = self._cell(asset_id)
-        return AssetControl(
-            cell.setpoint_mw,
-            cell.heartbeat,
-            cell.watchdog_timeout_s,
-            cell.tripped,
-            cell.setpoint_mvar,
-        )
+        """Safe to call from the loop while a tick runs in a worker thread (sim/control.py)."""
+        return self._controls.read(self._cell(asset_id))
 
     def active_dispatch(self, asset_id: str) -> DispatchRecord | None:
         return self._cell(asset_id).active
@@ -134,25 +125,15 @@ class Fleet:
         limit: int = 100,
     ) -> list[DispatchRecord]:
         """Newest first."""
-        out: list[DispatchRecord] = []
-        for rec in reversed(self._log.values()):
-            if asset_id is not None and rec.asset_id != asset_id:
-                continue
-            if status is not None and rec.status is not status:
-                continue
-            out.append(rec)
-            if len(out) >= limit:
-                break
-        return out
+        return self._log.query(asset_id, status, limit)
 
     def add_dispatch_listener(self, listener: DispatchListener) -> None:
         """``listener`` is called (synchronously) with every new or changed record."""
-        self._listeners.append(listener)
+        self._log.add_listener(listener)
 
     def remove_dispatch_listener(self, listener: DispatchListener) -> None:
         """Stop calling ``listener`` (a scenario's scorecard at the end of its run)."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self._log.remove_listener(listener)
 
     # ----------------------------------------------------------------- commands
     def dispatch(self, req: DispatchRequest) -> DispatchRecord:
@@ -238,10 +219,17 @@ class Fleet:
         remaining_s: float | None = None,
         temperature_c: float | None = None,
         current_mvar: float = 0.0,
+        heartbeat: int | None = None,
+        heartbeat_age_s: float = 0.0,
+        watchdog_timeout_s: float | None = None,
+        watchdog_alarm: bool = False,
     ) -> None:
         """Put an asset back to a persisted state (used on start-up by the storage layer).
         ``active`` is re-applied with ``remaining_s`` left (None = holds); temperature and Q
-        apply only to an asset whose §10 model has a thermal / reactive part."""
+        apply only to an asset whose §10 model has a thermal / reactive part. The watchdog
+        (DESIGN §4) continues from ``heartbeat`` last changed ``heartbeat_age_s`` simulated
+        seconds ago (0: the timer restarts now), with a timeout written over Modbus kept and
+        its latched alarm; a trip is restored with :meth:`trip`."""
         cell = self._cell(asset_id)
         spec = cell.spec
         soc = min(max(soc_mwhr, 0.0), spec.capacity_mwhr)
@@ -252,7 +240,13 @@ class Fleet:
         cell.setpoint_mw = active.mw if active is not None else 0.0
         cell.setpoint_mvar = (active.mvar or 0.0) if active is not None else 0.0
         cell.active_end_s = None if remaining_s is None else self.sim_time_s + remaining_s
-        cell.heartbeat_changed_s = self.sim_time_s
+        cell.heartbeat_changed_s = self.sim_time_s - max(heartbeat_age_s, 0.0)
+        if heartbeat is not None:
+            cell.heartbeat = heartbeat
+        if watchdog_timeout_s is not None:
+            cell.watchdog_timeout_s = max(watchdog_timeout_s, 0.0)
+        if watchdog_alarm:
+            cell.latched |= Alarm.WATCHDOG
         model = cell.model
         thermal = model is not None and model.params.thermal is not None
         if thermal and temperature_c is not None and math.isfinite(temperature_c):
@@ -264,11 +258,21 @@ class Fleet:
             self._store(active)
         cell.snapshot = self._snapshot(cell, self.now)
 
+    def watchdog_states(self) -> dict[str, tuple[float, float]]:
+        """``(timeout_s, seconds since the heartbeat last changed)`` of every asset whose
+        watchdog is running (a Modbus dispatch in effect) or whose timeout was written over
+        Modbus: what a restarted process needs to continue the watchdog (DESIGN §15)."""
+        now = self.sim_time_s
+        return {
+            aid: (c.watchdog_timeout_s, now - c.heartbeat_changed_s)
+            for aid, c in self._assets.items()
+            if c.watchdog_timeout_s != c.spec.watchdog_timeout_s
+            or c.watchdog_deadline_s() is not None
+        }
+
     def load_records(self, records: Iterable[DispatchRecord]) -> None:
         """Seed the in-memory log (oldest first) without notifying listeners."""
-        for rec in records:
-            self._log[rec.id] = rec
-        self._trim_log()
+        self._log.load(records)
 
     def resume_at(self, start_time: datetime) -> None:
         """Move the simulated start time before the first tick (the storage layer resumes a
@@ -355,6 +359,13 @@ class Fleet:
         """Advance simulated time by ``dt_s`` seconds; return every asset's new snapshot."""
         if dt_s < 0.0:
             raise ValueError("dt_s must be >= 0")
+        self._controls.begin_tick()
+        try:
+            return self._advance(dt_s)
+        finally:
+            self._controls.end_tick()
+
+    def _advance(self, dt_s: float) -> list[Snapshot]:
         t0 = self.sim_time_s
         t1 = t0 + dt_s
         end_time = self.start_time + timedelta(seconds=t1)
@@ -419,11 +430,13 @@ class Fleet:
                     )
                 t = stop
             if end_s is not None and end_s <= t + _EVENT_EPS_S:
+                self._controls.before_change(cell)
                 self._end_active(cell, DispatchStatus.COMPLETED, at_s=end_s)
                 cell.setpoint_mw = 0.0
                 cell.setpoint_mvar = 0.0
             deadline = cell.watchdog_deadline_s()
             if deadline is not None and deadline <= t + _EVENT_EPS_S:
+                self._controls.before_change(cell)
                 self._end_active(cell, DispatchStatus.REVERTED, at_s=deadline)
                 cell.setpoint_mw = 0.0
                 cell.setpoint_mvar = 0.0
@@ -449,6 +462,7 @@ class Fleet:
         cell.current_mvar = r.current_mvar
         cell.temperature_c = r.temperature_c
         if r.over_temperature:
+            self._controls.before_change(cell)
             cell.tripped = True
             cell.latched |= Alarm.TRIP | Alarm.OVER_TEMPERATURE
             # Stamped at the end of the (sub-)step in which trip_c was reached.
@@ -503,29 +517,15 @@ class Fleet:
         self._store(ended)
 
     def _store(self, record: DispatchRecord) -> None:
-        self._log[record.id] = record
-        self._trim_log()
-        if self._held is not None:
-            self._held.append(record)
-            return
-        for listener in self._listeners:
-            listener(record)
+        self._log.store(record)
 
     def hold_notifications(self) -> None:
         """Queue dispatch-listener calls until :meth:`release_notifications` (the runtime
         computes a tick in a worker thread; its listeners — database queue, scorecard, bus —
         must run on the event loop)."""
-        if self._held is None:
-            self._held = []
+        self._log.hold()
 
     def release_notifications(self) -> None:
         """Call the listeners with every record queued since :meth:`hold_notifications`, in
         order, and notify directly again."""
-        held, self._held = self._held, None
-        for record in held or ():
-            for listener in self._listeners:
-                listener(record)
-
-    def _trim_log(self) -> None:
-        while len(self._log) > self._log_size:
-            self._log.popitem(last=False)
+        self._log.release()
