@@ -222,16 +222,11 @@ class Headend(Runtime):
         if added:
             log.info("headend: %d registrations from the agents' bucket", added)
         if self.storage is not None:
-            from .ingest import DecodeCache, DurableIngest, DurableRecordIngest  # asyncpg: DB only
+            from .ingest import start_durable  # loads asyncpg: only with a database
 
-            cache = DecodeCache()  # each message comes to both readers: decoded once
-            self._decode = cache.decode
-            self._ingest = DurableIngest(bus, self.storage, self.fleet, cache)
-            await self._ingest.start()
-            self._stack.push_async_callback(self._ingest.stop)
-            records = DurableRecordIngest(bus, self.storage, self.fleet, self._take_record)
-            await records.start()
-            self._stack.push_async_callback(records.stop)
+            self._ingest, self._decode = await start_durable(
+                bus, self.storage, self.fleet, self.mirror.record, self._stack
+            )
         # The last batch of every shard first: agents that started before the headend (or
         # kept running while it restarted) are shown at once, not at their next tick.
         await bus.subscribe_stream(s.telemetry("*"), self._on_telemetry, last_per_subject=True)
@@ -284,9 +279,6 @@ class Headend(Runtime):
         rec = wire.decode_record(wire.loads(data))
         if self.fleet.has_asset(rec.asset_id):
             self.mirror.record(rec)
-
-    def _take_record(self, rec: DispatchRecord) -> None:
-        self.mirror.record(rec)
 
     def _publish(self, snaps: list[Snapshot]) -> None:
         if not snaps:

@@ -21,6 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 
 from ..sim import DispatchRecord, Fleet
 from ..storage import Storage
@@ -251,3 +252,22 @@ class DurableRecordIngest:
                 if now - since > ACK_WAIT_S / 2:
                     await msg.in_progress()
                     pending[i] = (rec, msg, now)
+
+
+async def start_durable(
+    bus: Bus,
+    storage: Storage,
+    fleet: Fleet,
+    on_record: Callable[[DispatchRecord], None],
+    stack: AsyncExitStack,
+) -> tuple[DurableIngest, Callable[[bytes], wire.TelemetryBatch]]:
+    """Both durable consumers started (stopped by ``stack``); returns the telemetry ingest and
+    the decoder the live mirror feed shares with it (each message decoded once)."""
+    cache = DecodeCache()
+    ingest = DurableIngest(bus, storage, fleet, cache)
+    await ingest.start()
+    stack.push_async_callback(ingest.stop)
+    records = DurableRecordIngest(bus, storage, fleet, on_record)
+    await records.start()
+    stack.push_async_callback(records.stop)
+    return ingest, cache.decode
