@@ -351,7 +351,7 @@ async def test_health_answers(api: httpx.AsyncClient) -> None:
 
 
 # ------------------------------------------------------------------ not forwarded yet
-#: Harmless requests (each invalid: on ``run`` they are refused with 422 and change nothing).
+#: Harmless requests (each invalid: ``run`` refuses them, 422 or 405, and changes nothing).
 _MUTATIONS = [
     ("POST", "/faults", {"kind": "no-such-fault"}),
     ("PUT", "/grid", {"frequency_hz": "x"}),
