@@ -161,7 +161,7 @@ async def _agent_ts(cluster: Cluster) -> str | None:
 
     async with Bus(cluster.nats_url, wire.Subjects(cluster.prefix), "test") as bus:
         s = bus.subjects
-        data = await bus.last_message(s.telemetry_stream, s.telemetry(0))
+        data = await bus.last_message(s.telemetry_stream, s.telemetry(0, 0))
     if data is None:
         return None
     return wire.decode_snapshots(data).snapshots[0].timestamp.isoformat()

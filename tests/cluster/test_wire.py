@@ -117,3 +117,16 @@ def test_fault_book_restore_on_a_resumed_time_base() -> None:
     book2.advance()
     assert book2.get(comm.id).state is FaultState.ENDED  # type: ignore[union-attr]
     assert book2.comm_for(spec.modbus.port) is None
+
+
+def test_a_tick_is_cut_into_parts_under_the_nats_payload_limit() -> None:
+    from bess_sim.cluster.wire import PART_ROWS, parts_of
+
+    assert parts_of(0) == [slice(0, 0)]  # an empty shard still says "tick done"
+    assert parts_of(PART_ROWS) == [slice(0, PART_ROWS)]
+    rows = list(range(2 * PART_ROWS + 1))
+    cuts = parts_of(len(rows))
+    assert [len(rows[c]) for c in cuts] == [PART_ROWS, PART_ROWS, 1]
+    assert [r for c in cuts for r in rows[c]] == rows
+    # A full part of typical rows stays well under NATS's default max_payload (1 MB).
+    assert PART_ROWS * 260 < 1_000_000

@@ -230,6 +230,29 @@ def test_history_buffer_partial_publish_marks_absent_assets() -> None:
     assert hist.query(HistoryQuery("nope")) == []
 
 
+def test_history_keeps_one_frame_per_tick_published_in_parts() -> None:
+    """The scale-out headend gets each tick in several messages (per agent, per part): they
+    fill one frame, so a ring of ``size`` frames still holds ``size`` ticks of every asset."""
+    spec_b = AssetSpec(
+        id="b1", site_id="s1", name="BESS-B", location="", capacity_mwhr=10.0, max_mw=5.0,
+        min_mw=-5.0, ramp_rate_mw_per_min=60.0, efficiency=0.9, modbus=ModbusAddress(5021, 1),
+    )  # fmt: skip
+    fleet = Fleet(FleetConfig((Site("s1", "S", ""),), (SPEC, spec_b), "test"), T0)
+    hist = HistoryBuffer(["a1", "b1"], size=3)
+    fleet.dispatch(req(10.0))
+    ticks = []
+    for _ in range(4):
+        snaps = fleet.advance(1)
+        ticks.append(snaps)
+        hist.publish([snaps[0]])  # one message per asset, as two agents would send
+        hist.publish([snaps[1]])
+    assert len(hist._frames) == 3
+    for i, aid in enumerate(("a1", "b1")):
+        rows = hist.query(HistoryQuery(aid))
+        assert [r.sim_time_s for r in rows] == [4, 3, 2]
+        assert rows == [t[i] for t in reversed(ticks[1:])]
+
+
 def test_held_notifications_reach_listeners_in_order_on_release() -> None:
     """The runtime holds listener calls while a tick computes in its worker thread and
     releases them on the event loop (runtime.tick_off_loop)."""

@@ -122,12 +122,9 @@ class Agent(Runtime):
         grid = await bus.kv_get(wire.GRID_KEY)
         if grid is not None:
             self.fleet.grid = wire.decode_grid(grid)
-        data = await bus.last_message(
-            bus.subjects.telemetry_stream, bus.subjects.telemetry(self.shard.index)
-        )
-        if data is None:
+        batch = await self._last_published()
+        if batch is None:
             return
-        batch = wire.decode_snapshots(data)
         last = {s.asset_id: s for s in batch.snapshots if self.fleet.has_asset(s.asset_id)}
         if not last:
             return
@@ -200,6 +197,38 @@ class Agent(Runtime):
             except RegistrationError as exc:
                 log.warning("agent: registration %s not restored: %s", key, exc.detail)
 
+    async def _last_published(self) -> wire.TelemetryBatch | None:
+        """The newest published snapshot of each asset of this shard (every part of the last
+        tick; a part the agent died before publishing leaves its assets one tick older), with
+        the watchdog timers of the same messages."""
+        bus = self.bus
+        s = bus.subjects
+        batches: list[wire.TelemetryBatch] = []
+        part, parts = 0, 1
+        while part < parts:
+            data = await bus.last_message(s.telemetry_stream, s.telemetry(self.shard.index, part))
+            if data is None:
+                break
+            batch = wire.decode_snapshots(data)
+            batches.append(batch)
+            if part == 0:
+                parts = batch.parts
+            part += 1
+        if not batches:
+            return None
+        newest: dict[str, Snapshot] = {}
+        watchdog: dict[str, tuple[float, float]] = {}
+        for batch in batches:
+            for snap in batch.snapshots:
+                seen = newest.get(snap.asset_id)
+                if seen is None or snap.timestamp > seen.timestamp:
+                    newest[snap.asset_id] = snap
+            watchdog.update(batch.watchdog)
+        first = batches[0]
+        return dataclasses.replace(
+            first, snapshots=list(newest.values()), watchdog=watchdog, part=0, parts=1
+        )
+
     # ------------------------------------------------------------ outgoing
     def _enqueue(self, subject: str, payload: bytes, msg_id: str) -> None:
         bus = self.bus
@@ -218,20 +247,35 @@ class Agent(Runtime):
         self._outbox.put_nowait((what, op))
 
     def _enqueue_snapshots(self, snaps: Sequence[Snapshot]) -> None:
+        """The tick's snapshots in parts of at most ``wire.PART_ROWS`` (NATS max_payload),
+        each with the watchdog timers and REST views of its own assets."""
         fleet = self.fleet
-        payload = wire.encode_snapshots(
-            self.shard,
-            fleet.tick_count,
-            fleet.sim_time_s,
-            snaps,
-            watchdog=fleet.watchdog_states(),
-            rest=self._rest_views(snaps),
-        )
-        self._enqueue(
-            self.bus.subjects.telemetry(self.shard.index),
-            payload,
-            wire.telemetry_msg_id(self.shard, snaps),
-        )
+        watchdog = fleet.watchdog_states()
+        rest = self._rest_views(snaps)
+        slices = wire.parts_of(len(snaps))
+        for part, cut in enumerate(slices):
+            chunk = snaps[cut]
+            if len(slices) > 1:
+                ids = {s.asset_id for s in chunk}
+                chunk_watchdog = {a: v for a, v in watchdog.items() if a in ids}
+                chunk_rest = [s for s in rest if s.asset_id in ids]
+            else:
+                chunk_watchdog, chunk_rest = watchdog, rest
+            payload = wire.encode_snapshots(
+                self.shard,
+                fleet.tick_count,
+                fleet.sim_time_s,
+                chunk,
+                watchdog=chunk_watchdog,
+                rest=chunk_rest,
+                part=part,
+                parts=len(slices),
+            )
+            self._enqueue(
+                self.bus.subjects.telemetry(self.shard.index, part),
+                payload,
+                wire.telemetry_msg_id(self.shard, chunk, part),
+            )
 
     def _rest_views(self, snaps: Sequence[Snapshot]) -> list[Snapshot]:
         """The snapshots the REST surface shows differently (§11 view faults): the headend

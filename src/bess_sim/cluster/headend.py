@@ -264,7 +264,8 @@ class Headend(Runtime):
         if batch.of:  # N, as in the heartbeats (which may trail the first telemetry)
             self._shard_count = batch.of
         self._seen(batch.shard)
-        self._shard_tick[batch.shard] = max(self._shard_tick.get(batch.shard, 0), batch.tick)
+        if batch.last_part:  # a step waits for every part of its tick (wire.PART_ROWS)
+            self._shard_tick[batch.shard] = max(self._shard_tick.get(batch.shard, 0), batch.tick)
         snaps = self.mirror.apply(batch)
         self.fault_mirror.apply_views(batch)
         if batch.tick > 0:

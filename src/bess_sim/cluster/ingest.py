@@ -154,7 +154,7 @@ class DurableIngest:
             # Not acknowledged: JetStream delivers it again after ACK_WAIT_S.
             return
         self._unacked.append((self._storage.accepted_rows, msg, time.monotonic()))
-        if batch.tick > self.shard_tick.get(batch.shard, -1):
+        if batch.last_part and batch.tick > self.shard_tick.get(batch.shard, -1):
             self.shard_tick[batch.shard] = batch.tick
 
     async def _ack_written(self) -> None:

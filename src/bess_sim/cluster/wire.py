@@ -56,8 +56,10 @@ class Subjects:
         """The headend's durable consumer of the dispatch-record stream (with a database)."""
         return f"{self.prefix.upper()}_HEADEND_RECORDS"
 
-    def telemetry(self, shard: int | str) -> str:
-        return f"{self.prefix}.telemetry.{shard}"
+    def telemetry(self, shard: int | str, part: int | str = "*") -> str:
+        # One subject per part of a tick (see PART_ROWS): "last per subject" is then the
+        # newest state of every asset.
+        return f"{self.prefix}.telemetry.{shard}.{part}"
 
     def dispatch_records(self, shard: int | str) -> str:
         return f"{self.prefix}.dispatch.{shard}"
@@ -91,6 +93,18 @@ class Shard:
 
     def owns(self, position: int) -> bool:
         return position % self.count == self.index
+
+
+#: Snapshots per telemetry message: a tick of a shard is published in parts of at most this
+#: many rows (~210 bytes each in JSON: ~420 kB), under NATS's default max_payload of 1 MB —
+#: one message per tick stopped working past ~5,000 assets per agent (MaxPayloadError,
+#: retried for ever). Each part has a subject and a message id of its own.
+PART_ROWS = 2000
+
+
+def parts_of(n: int) -> list[slice]:
+    """The slices of a tick's ``n`` snapshots, one per message (one, empty, when n is 0)."""
+    return [slice(i, i + PART_ROWS) for i in range(0, n, PART_ROWS)] or [slice(0, 0)]
 
 
 #: Key of the fleet-wide grid conditions (DESIGN §10) in the KV bucket (asset ids are UUIDs).
@@ -130,8 +144,14 @@ def encode_snapshots(
     *,
     watchdog: dict[str, tuple[float, float]] | None = None,
     rest: Sequence[Snapshot] = (),
+    part: int = 0,
+    parts: int = 1,
 ) -> bytes:
-    return dumps(snapshots_msg(shard, tick, sim_time_s, snaps, watchdog=watchdog, rest=rest))
+    return dumps(
+        snapshots_msg(
+            shard, tick, sim_time_s, snaps, watchdog=watchdog, rest=rest, part=part, parts=parts
+        )
+    )
 
 
 def snapshots_msg(
@@ -142,6 +162,8 @@ def snapshots_msg(
     *,
     watchdog: dict[str, tuple[float, float]] | None = None,
     rest: Sequence[Snapshot] = (),
+    part: int = 0,
+    parts: int = 1,
 ) -> dict[str, Any]:
     """One telemetry message. ``watchdog``: ``asset id → (timeout_s, seconds since the
     heartbeat changed)`` for a restarted agent (``Fleet.watchdog_states``); ``rest``: the
@@ -153,6 +175,8 @@ def snapshots_msg(
         "of": shard.count,
         "tick": tick,
         "sim_time_s": sim_time_s,
+        "part": part,  # this message is part ``part`` of ``parts`` of the tick
+        "parts": parts,
         "fields": Snapshot._fields,
         "rows": [_row(s) for s in snaps],
     }
@@ -172,6 +196,13 @@ class TelemetryBatch:
     watchdog: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     rest: list[Snapshot] = dataclasses.field(default_factory=list)
     of: int = 0  # N, the agent's shard count
+    part: int = 0
+    parts: int = 1
+
+    @property
+    def last_part(self) -> bool:
+        """The tick's last part: the agent publishes them in order, so every part is in."""
+        return self.part >= self.parts - 1
 
 
 def _snapshots(fields: list[str], rows: list[list[Any]]) -> list[Snapshot]:
@@ -198,15 +229,17 @@ def batch_of(msg: dict[str, Any]) -> TelemetryBatch:
         watchdog,
         _snapshots(fields, msg.get("rest", [])),
         int(msg.get("of", 0)),
+        int(msg.get("part", 0)),
+        int(msg.get("parts", 1)),
     )
 
 
-def telemetry_msg_id(shard: Shard, snaps: Sequence[Snapshot]) -> str:
-    """One id per shard and tick (the simulated timestamp of the tick): a re-publish of the
-    same tick is stored once by JetStream's duplicate window. Every asset is in one shard
-    only, so this names each (asset, tick) row exactly once."""
+def telemetry_msg_id(shard: Shard, snaps: Sequence[Snapshot], part: int = 0) -> str:
+    """One id per shard, tick (the simulated timestamp of the tick) and part: a re-publish
+    of the same part is stored once by JetStream's duplicate window. Every asset is in one
+    shard and one part of it only, so this names each (asset, tick) row exactly once."""
     ts = snaps[0].timestamp.isoformat() if snaps else "empty"
-    return f"t:{shard.index}/{shard.count}:{ts}"
+    return f"t:{shard.index}/{shard.count}:{ts}:{part}"
 
 
 def encode_record(rec: DispatchRecord) -> dict[str, Any]:

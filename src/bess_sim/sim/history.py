@@ -63,6 +63,9 @@ _GETTERS: tuple[Any, ...] = tuple(
     _nan_if_none(itemgetter(_F[name])) if name == "temperature_c" else itemgetter(_F[name])
     for name, _ in _COLUMNS
 )
+#: Frames looked back through for another part of the same tick (parts of one tick arrive
+#: together; other agents' parts of the previous tick may come in between).
+_MERGE_LOOKBACK = 8
 _ABSENT = 255  # status code marking "asset not in this frame" (status codes are 0..3)
 
 
@@ -135,13 +138,31 @@ class HistoryBuffer:
             if snap.asset_id in self._index:
                 by_ts.setdefault(snap.timestamp, []).append(snap)
         for group in sorted(by_ts.values(), key=lambda g: g[0].timestamp):
-            n = len(self._ids)
-            cols = tuple(array(t, [_ABSENT if name == "status" else 0] * n) for name, t in _COLUMNS)
+            frame = self._recent_frame(group[0].timestamp)
+            if frame is not None:
+                cols = frame.cols  # another part of a tick already stored: one frame per tick
+            else:
+                n = len(self._ids)
+                cols = tuple(
+                    array(t, [_ABSENT if name == "status" else 0] * n) for name, t in _COLUMNS
+                )
             for snap in group:
                 i = self._index[snap.asset_id]
                 for col, get in zip(cols, _GETTERS, strict=True):
                     col[i] = get(snap)
-            self._append(group[0], cols)
+            if frame is None:
+                self._append(group[0], cols)
+
+    def _recent_frame(self, ts: datetime) -> _Frame | None:
+        """A frame of the last few with this timestamp and the current layout. The scale-out
+        headend receives each tick in several messages (one per agent, and per part of
+        wire.PART_ROWS): one frame each would divide the history's depth by their number."""
+        frames = self._frames
+        for k in range(1, min(len(frames), _MERGE_LOOKBACK) + 1):
+            frame: _Frame = frames[-k]
+            if frame.ts == ts and frame.layout is self._index:
+                return frame
+        return None
 
     def _append(self, snap: Snapshot, cols: tuple[array[Any], ...]) -> None:
         self._frames.append(_Frame(snap.timestamp, snap.sim_time_s, cols, self._index))
