@@ -78,10 +78,15 @@ class _LateSinks:
     paced = True
     failure = None
     tick_dt_s = 1.0
+    comm_events_unavailable = None
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
         self.sinks: list[Any] = []
+
+    @property
+    def sim_time_s(self) -> float:
+        return self.fleet.sim_time_s
 
     async def tick(self) -> None:
         snaps = self.fleet.advance(1.0)
