@@ -1,0 +1,153 @@
+"""Scenarios (DESIGN §12) on the scale-out headend give what ``bess-sim run`` gives: the same
+file posted to a single process and to headend + two agents (real processes, real NATS, the
+same assets.yaml, manual clock from the same start) ends with the same verdicts, expectation
+results, progress and scorecard (comm figures aside: not available in scale-out, and said so),
+and the steps really acted on the agents (their Modbus registers)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+from pymodbus.client import AsyncModbusTcpClient
+
+from tests.cluster.conftest import Cluster, asset_id
+from tests.cluster.test_multiprocess import f32
+from tests.cluster.test_same_as_run import RUN_MODBUS_HOST, Pair, pair  # noqa: F401
+
+A1, A2, A3, A4 = (asset_id(i) for i in range(1, 5))  # shard 0: B1, B3; shard 1: B2, B4
+
+#: Every kind of step across both agents: dispatch (one rejected), trip/reset, a frequency
+#: ramp (one tick at a time to the agents), a device fault added and cleared, ambient; point
+#: checks and windows on assets of both shards, one expectation that fails on purpose.
+SCENARIO = """\
+name: cluster-all-steps
+grid: {frequency: 50.0, ambient_c: 20}
+steps:
+  - at: 0
+    dispatch: {asset: B1, mw: 5, duration_s: 60}
+  - at: 0
+    dispatch: {asset: B2, mw: -4}
+  - at: 1
+    dispatch: {asset: B4, mw: 99}
+  - at: 3
+    expect: {asset: B4, field: setpoint_mw, op: "==", value: 99}
+  - at: 5
+    expect: {asset: B1, field: current_mw, op: "==", value: 5, tolerance: 0.001}
+  - at: 5
+    expect: {asset: B2, field: current_mw, op: "==", value: -4, tolerance: 0.001,
+             during: [5, 12]}
+  - at: 6
+    trip: {asset: B3}
+  - at: 7
+    expect: {asset: B3, field: status, op: "==", value: fault}
+  - at: 10
+    reset: {asset: B3}
+  - at: 11
+    expect: {asset: B3, field: status, op: "==", value: idle}
+  - at: 12
+    frequency: {hz: 49.8, ramp_s: 4}
+  - at: 12
+    expect: {asset: "*", field: frequency_hz, op: between, value: [49.8, 50.0],
+             during: [12, 16]}
+  - at: 14
+    expect: {asset: "*", field: frequency_hz, op: "==", value: 49.9, tolerance: 0.0001}
+  - at: 16
+    expect: {asset: "*", field: frequency_hz, op: "==", value: 49.8, tolerance: 0.0001}
+  - at: 17
+    ambient: {c: 35}
+  - at: 18
+    fault: {id: d, kind: derate, asset: B2, params: {discharge_pct: 50, charge_pct: 50}}
+  - at: 20
+    expect: {asset: B2, field: alarm.derated, op: "==", value: 1}
+  - at: 22
+    clear_fault: {id: d}
+  - at: 23
+    expect: {asset: B2, field: alarm.derated, op: "==", value: 0}
+  - at: 24
+    expect: {asset: B1, field: setpoint_mw, op: "==", value: 5}
+"""
+
+#: Counted from Modbus comm events, which stay on the agents (docs/scale-out.md).
+COMM = {
+    "modbus_exceptions",
+    "modbus_dropped",
+    "modbus_late",
+    "modbus_refused",
+    "modbus_offline",
+    "modbus_by_port",
+    "comm_events",
+}
+
+
+async def run_scenario(http: httpx.AsyncClient, text: str) -> dict[str, Any]:
+    r = await http.post(
+        "/scenarios", content=text.encode(), headers={"Content-Type": "application/yaml"}
+    )
+    assert r.status_code == 201, r.text
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = (await http.get("/scenarios/current")).json()
+        if status["state"] != "running":
+            return dict(status)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"scenario still running: {status}")
+
+
+def without_comm(card: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in card.items() if k not in COMM}
+
+
+async def setpoint(host: str, port: int) -> float:
+    mb = AsyncModbusTcpClient(host, port=port, timeout=3, retries=0)
+    assert await mb.connect(), (host, port)
+    try:
+        rr = await mb.read_input_registers(8, count=2, device_id=1)  # input 8 = setpoint_mw
+        assert not rr.isError(), rr
+        return f32(rr.registers)
+    finally:
+        mb.close()
+
+
+async def test_scenario_same_as_run(cluster: Cluster, pair: Pair) -> None:  # noqa: F811
+    started = time.monotonic()
+    run = await run_scenario(pair.run, SCENARIO)
+    run_s = time.monotonic() - started
+    started = time.monotonic()
+    head = await run_scenario(pair.head, SCENARIO)
+    head_s = time.monotonic() - started
+    print(f"scenario of {run['end_s']:g} s: run {run_s:.2f} s, headend + 2 agents {head_s:.2f} s")
+
+    # The verdicts: failed only by the expectation meant to fail, on both.
+    assert run["state"] == head["state"] == "failed", (run, head)
+    failed = [r["name"] for r in run["expectations"] if r["status"] == "failed"]
+    assert len(failed) == 1 and "setpoint_mw" in failed[0], run["expectations"]
+    assert run["expectations"] == head["expectations"]
+    for key in ("steps_done", "steps", "sim_time_s", "end_s", "passed", "failed", "error"):
+        assert run[key] == head[key], (key, run[key], head[key])
+
+    card_run, card_head = run["scorecard"], head["scorecard"]
+    assert without_comm(card_run["fleet"]) == without_comm(card_head["fleet"])
+    assert [without_comm(a) for a in card_run["assets"]] == [
+        without_comm(a) for a in card_head["assets"]
+    ]
+    assert card_run["events"] == card_head["events"]
+    assert card_run["fleet"]["commands_by_source"]["scenario"] == 3  # B4's 99 MW included
+    assert card_run["fleet"]["modbus_exceptions"] == 0
+    # Comm events are not heard on the headend: said so, not a made-up 0.
+    assert card_head["fleet"]["modbus_exceptions"] is None
+    assert "not available in scale-out" in card_head["fleet"]["comm_events"]
+
+    # The steps acted on the agents: B1's 60 s dispatch holds on agent 0's Modbus slave as on
+    # run's; B4's rejected one never reached agent 1's; the ramp's end is in the telemetry.
+    ports = cluster.modbus_ports
+    assert await setpoint("127.0.0.1", ports[0]) == 5.0
+    assert await setpoint(RUN_MODBUS_HOST, ports[0]) == 5.0
+    assert await setpoint("127.0.0.1", ports[3]) == 0.0
+    rejected = (await pair.head.get("/dispatches", params={"asset_id": A4})).json()
+    assert [d["status"] for d in rejected] == ["rejected"], rejected
+    for aid in (A1, A2, A3, A4):
+        t = (await pair.head.get(f"/telemetry/{aid}")).json()
+        assert t["frequency_hz"] == 49.8, t
