@@ -110,7 +110,5 @@ async def test_agents_keep_answering_while_the_headend_is_down(
             break
         await asyncio.sleep(0.1)
     assert status["state"] == "passed", status
-    assert status["scorecard"]["fleet"]["modbus_exceptions"] is None
-    assert "not available in scale-out" in status["scorecard"]["fleet"]["comm_events"]
     t = (await http.get(f"/telemetry/{IDS[3]}")).json()
     assert t["setpoint_mw"] == 2.0, t  # the agent's state, not only the mirror's

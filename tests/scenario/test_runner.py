@@ -78,7 +78,6 @@ class _LateSinks:
     paced = True
     failure = None
     tick_dt_s = 1.0
-    comm_events_unavailable = None
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet

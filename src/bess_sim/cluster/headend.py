@@ -272,6 +272,18 @@ class Headend(Runtime):
                     gone = self.mirror.mark_offline(shard)
                     self.fault_mirror.drop_views(s.asset_id for s in gone)
 
+    async def _start(self) -> None:
+        await super()._start()
+        # The agents' Modbus comm events, for the comm listeners here (a scenario scorecard).
+        await self.bus.subscribe(self.bus.subjects.comm("*"), self._on_comm)
+
+    async def _on_comm(self, data: bytes) -> None:
+        event = wire.loads(data)
+        asset_id = event.get("asset_id")
+        self._comm_event(
+            None if asset_id is None else str(asset_id), int(event["port"]), str(event["kind"])
+        )
+
     @property
     def offline_agents(self) -> list[int]:
         """Agents silent for longer than ``wire.OFFLINE_AFTER_S``."""

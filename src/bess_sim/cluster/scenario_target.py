@@ -18,8 +18,10 @@ forwards to the agents (dispatch, trip/reset, grid, faults). What differs from o
   ramp runs (``ramp_step_s``) and the value goes out before the next step; on the real-time
   clock it is sent as soon as the sample arrives (best effort: an agent may tick once more
   with the previous value).
-- **Comm events** (Modbus exceptions, drops, … for the scorecard) happen on the agents and
-  are not forwarded: the report says so (``comm_events_unavailable``) instead of zeros.
+- **Comm events** (Modbus exceptions, drops, … for the scorecard) happen on the agents:
+  they publish each on ``P.comm.K`` (core NATS) and the headend calls its comm listeners, so
+  the runner's scorecard hears them as in one process (best effort: an event sent while the
+  headend is disconnected from NATS is lost).
 - **Speed** steps change the agents' clocks, which the headend cannot: refused on the
   real-time clock (a no-op on the manual clock, as in one process).
 """
@@ -48,11 +50,6 @@ log = logging.getLogger("bess_sim.cluster")
 #: stopped mid-step never sends them; the step itself then fails with 503).
 _MAX_PENDING_TICKS = 256
 
-COMM_EVENTS_UNAVAILABLE = (
-    "not available in scale-out: Modbus comm events happen on the shard agents and are not "
-    "forwarded to the headend (docs/scale-out.md)"
-)
-
 
 class HeadendTarget(RuntimeTarget):
     """:class:`~bess_sim.scenario.target.ScenarioTarget` over a scale-out headend."""
@@ -76,10 +73,6 @@ class HeadendTarget(RuntimeTarget):
     @property
     def ramp_step_s(self) -> float:
         return self.tick_dt_s
-
-    @property
-    def comm_events_unavailable(self) -> str | None:
-        return COMM_EVENTS_UNAVAILABLE
 
     @property
     def failure(self) -> str | None:

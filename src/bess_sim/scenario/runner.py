@@ -64,8 +64,6 @@ class ScenarioRun:
         self._names = {s.id: s.name for s in fleet.specs}
         self.evaluator = Evaluator(plan.expectations, self._names)
         self.recorder = ScorecardRecorder(fleet.specs, fleet.now, fleet.snapshot, target.sim_time_s)
-        if target.comm_events_unavailable is not None:
-            self.recorder.comm_unavailable = target.comm_events_unavailable
         self._origin_s = target.sim_time_s
         self._sampled_s = -math.inf  # scenario time of the last tick this runner sampled
         self._next_bp = 0.0

@@ -7,7 +7,6 @@ Times are simulated seconds since the scenario start.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -101,9 +100,6 @@ class ScorecardRecorder:
         self._port_comm: Counter[tuple[int, str]] = Counter()
         self._unit_comm: Counter[str] = Counter()  # comm events without an asset
         self.active = True
-        #: Set when the comm events happen where this recorder cannot hear them (scale-out
-        #: agents): the ``modbus_*`` figures are then null with this reason, never a silent 0.
-        self.comm_unavailable: str | None = None
 
     # ------------------------------------------------------------ inputs
     def _t(self, when: datetime) -> float:
@@ -223,8 +219,6 @@ class ScorecardRecorder:
         """One number of the scorecard so far (``scorecard.<name>`` expectations)."""
         cards = list(self._cards.values()) if asset_id is None else [self._cards[asset_id]]
         figures = _figures(cards, self._unit_comm if asset_id is None else Counter())
-        if self.comm_unavailable is not None and name in _COMM_FIGURES:
-            return math.nan  # fails any check: the count is unknown, not zero
         value = figures[name]
         assert isinstance(value, int | float)
         return float(value)
@@ -236,17 +230,12 @@ class ScorecardRecorder:
             {"port": port, "kind": kind, "count": n}
             for (port, kind), n in sorted(self._port_comm.items())
         ]
-        assets = [
-            {"asset_id": c.spec.id, "asset": c.spec.name, **_figures([c], Counter())} for c in cards
-        ]
-        if self.comm_unavailable is not None:
-            for figures in (fleet, *assets):
-                figures.update(dict.fromkeys(_COMM_FIGURES))
-                figures["comm_events"] = self.comm_unavailable
-            fleet["modbus_by_port"] = None
         return {
             "fleet": fleet,
-            "assets": assets,
+            "assets": [
+                {"asset_id": c.spec.id, "asset": c.spec.name, **_figures([c], Counter())}
+                for c in cards
+            ],
             "events": [
                 {
                     "kind": e.kind,
@@ -265,12 +254,6 @@ class ScorecardRecorder:
     def _name(self, asset_id: str) -> str:
         card = self._cards.get(asset_id)
         return asset_id if card is None else card.spec.name
-
-
-#: The figures counted from comm events (``COMM_KINDS``).
-_COMM_FIGURES = tuple(
-    f"modbus_{k}" for k in ("exceptions", "dropped", "late", "refused", "offline")
-)
 
 
 def _figures(cards: list[_Card], extra_comm: Counter[str]) -> dict[str, Any]:

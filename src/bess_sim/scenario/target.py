@@ -72,11 +72,6 @@ class ScenarioTarget(FaultPort, Protocol):
         ...
 
     @property
-    def comm_events_unavailable(self) -> str | None:
-        """Why the Modbus comm events cannot reach the scorecard (None: they do)."""
-        ...
-
-    @property
     def ramp_step_s(self) -> float:
         """Longest manual step while a frequency ramp runs: infinite when the runner's sink
         sets the next tick's frequency itself (one process), one tick when the fleet ticks
@@ -171,10 +166,6 @@ class RuntimeTarget:
     @property
     def ramp_step_s(self) -> float:
         return math.inf
-
-    @property
-    def comm_events_unavailable(self) -> str | None:
-        return None
 
     async def step(self, seconds: float) -> int:
         return await self._rt.step(seconds)
