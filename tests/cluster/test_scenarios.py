@@ -7,15 +7,21 @@ agents' Modbus comm events reach the headend's scorecard."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import yaml
 from pymodbus.client import AsyncModbusTcpClient
 
-from tests.cluster.conftest import Cluster, asset_id
+from tests.cluster.conftest import START_TIMEOUT_S, Cluster, asset_id, free_port
 from tests.cluster.test_multiprocess import f32
-from tests.cluster.test_same_as_run import RUN_MODBUS_HOST, Pair, pair  # noqa: F401
+from tests.cluster.test_same_as_run import CLOCK, RUN_MODBUS_HOST, Pair, pair  # noqa: F401
 
 A1, A2, A3, A4 = (asset_id(i) for i in range(1, 5))  # shard 0: B1, B3; shard 1: B2, B4
 
@@ -180,3 +186,52 @@ steps:
     fleet = status["scorecard"]["fleet"]
     assert fleet["modbus_exceptions"] == 2, fleet
     assert fleet["modbus_by_port"] == [{"port": port, "kind": "exception", "count": 2}]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_FLEET = ROOT / "scenarios" / "fleet.yaml"
+
+
+@pytest.fixture
+async def shipped_pair(cluster: Cluster) -> AsyncIterator[Pair]:
+    """``bess-sim run`` and headend + 2 agents on scenarios/fleet.yaml, each asset on a free
+    port of its own (sharding by position would put DROOP-1 and WD-1 of port 15020 on two
+    agents of this host)."""
+    text = SHIPPED_FLEET.read_text()
+    for old in ("port: 15020, unit_id: 1", "port: 15020, unit_id: 2", "port: 15021, unit_id: 1"):
+        assert old in text
+        text = text.replace(old, f"port: {free_port()}, unit_id: 1")
+    cluster.assets_file.write_text(text)
+    ids = [a["id"] for a in yaml.safe_load(text)["assets"]]
+    run_port = free_port()
+    log = (cluster.tmp / "run.log").open("ab")
+    cmd = [
+        sys.executable, "-m", "bess_sim", "run", "--assets", str(cluster.assets_file),
+        "--http-port", str(run_port), "--modbus-host", RUN_MODBUS_HOST, *CLOCK,
+    ]  # fmt: skip
+    cluster.procs["run"] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+    cluster.start("headend", "headend", "--http-port", str(cluster.http_port), *CLOCK)
+    cluster.start("agent0", "agent", "--shard", "0/2", *CLOCK)
+    cluster.start("agent1", "agent", "--shard", "1/2", *CLOCK)
+    async with (
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{run_port}", timeout=10) as run,
+        httpx.AsyncClient(base_url=cluster.base_url, timeout=10) as head,
+    ):
+        await cluster.wait_online(head, ids)
+        await cluster.wait_online(run, ids)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while (await head.post("/grid", json={})).status_code != 200:  # N known
+            assert time.monotonic() < deadline, cluster.log("headend")
+            await asyncio.sleep(0.2)
+        yield Pair(run, head)
+
+
+@pytest.mark.parametrize("name", ["frequency-droop", "derate-then-trip"])
+async def test_shipped_scenario_same_as_run(shipped_pair: Pair, name: str) -> None:
+    text = (ROOT / "scenarios" / f"{name}.yaml").read_text()
+    run = await run_scenario(shipped_pair.run, text)
+    head = await run_scenario(shipped_pair.head, text)
+    assert run["state"] == "passed", run["expectations"]
+    assert head["state"] == "passed", head["expectations"]
+    assert run["expectations"] == head["expectations"]
+    assert run["scorecard"] == head["scorecard"]
