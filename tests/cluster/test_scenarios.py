@@ -7,6 +7,7 @@ agents' Modbus comm events reach the headend's scorecard."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -235,3 +236,38 @@ async def test_shipped_scenario_same_as_run(shipped_pair: Pair, name: str) -> No
     assert head["state"] == "passed", head["expectations"]
     assert run["expectations"] == head["expectations"]
     assert run["scorecard"] == head["scorecard"]
+
+
+async def test_headend_scenario_flag_starts_once_the_agents_are_up(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    """``bess-sim headend --scenario FILE``: started when every agent has reported (started
+    here after the headend), then stepped on the manual clock like run --scenario."""
+    path = cluster.tmp / "live.yaml"
+    path.write_text(
+        "name: at-start\nsteps:\n"
+        "  - {at: 0, dispatch: {asset: B1, mw: 5, duration_s: 600}}\n"
+        "  - {at: 5, expect: {asset: B1, field: current_mw, op: '==', value: 5}}\n"
+        "  - {at: 6, trip: {asset: B2}}\n"
+        "  - {at: 7, expect: {asset: B2, field: status, op: '==', value: fault}}\n"
+    )
+    cluster.start(
+        "headend", "headend", "--http-port", str(cluster.http_port), *CLOCK,
+        "--scenario", str(path),
+    )  # fmt: skip
+    await asyncio.sleep(1.0)  # the headend alone: nothing to start the scenario on yet
+    cluster.start("agent0", "agent", "--shard", "0/2", *CLOCK)
+    cluster.start("agent1", "agent", "--shard", "1/2", *CLOCK)
+    status: dict[str, Any] = {}
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            status = (await http.get("/scenarios/current")).json()
+            if status.get("state") not in (None, "running"):
+                break
+        await asyncio.sleep(0.2)
+    assert status.get("state") == "passed", (status, cluster.log("headend")[-3000:])
+    assert status["sim_time_s"] == 7.0
+    assert await setpoint("127.0.0.1", cluster.modbus_ports[0]) == 5.0  # on agent 0
+    t = (await http.get(f"/telemetry/{A2}")).json()
+    assert t["status"] == "fault", t

@@ -42,7 +42,7 @@ from . import wire
 from .bus import Bus, BusUnavailableError
 from .fault_mirror import MirrorFaultBook
 from .registration import ClusterRegistry
-from .scenario_target import HeadendTarget
+from .scenario_target import HeadendTarget, start_when_ready
 from .wire import Subjects
 
 log = logging.getLogger("bess_sim.cluster")
@@ -145,10 +145,12 @@ class Headend(Runtime):
         *,
         nats_url: str,
         prefix: str = "bess",
+        scenario: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(
             settings.model_copy(update={"modbus_enabled": False}), fleet_config, register_map
         )
+        self._startup_scenario = scenario  # (text, source): started once the agents are up
         self.bus = Bus(nats_url, Subjects(prefix), "bess-sim headend")
         self._last_seen: dict[int, float] = {}  # shard → monotonic time of last message
         self._offline: set[int] = set()
@@ -276,6 +278,17 @@ class Headend(Runtime):
         await super()._start()
         # The agents' Modbus comm events, for the comm listeners here (a scenario scorecard).
         await self.bus.subscribe(self.bus.subjects.comm("*"), self._on_comm)
+        if self._startup_scenario is not None:
+            task = asyncio.create_task(
+                start_when_ready(self, *self._startup_scenario), name="bess-scenario-start"
+            )
+
+            async def stop() -> None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+            self._stack.push_async_callback(stop)
 
     async def _on_comm(self, data: bytes) -> None:
         event = wire.loads(data)

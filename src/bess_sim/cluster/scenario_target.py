@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ..api.ports import AssetUnavailableError
 from ..clock import ManualClock
 from ..scenario.model import ScenarioError
 from ..scenario.target import RuntimeTarget
@@ -191,3 +192,24 @@ class _ByRound(_Sampler):
         if online and online <= self._heard:
             self._heard.clear()
             self._target.deliver(self._sink, mirror.sim_time_s, mirror.snapshots())
+
+
+async def start_when_ready(headend: Headend, text: str, source: str) -> None:
+    """``bess-sim headend --scenario``: started once every agent is online and every asset of
+    the fleet has reported (the state at t = 0 is then the agents', not the unreported
+    mirror's)."""
+    mirror = headend.mirror
+    while True:
+        try:
+            headend._all_agents("start the scenario")  # N known, none offline
+        except AssetUnavailableError:
+            pass
+        else:
+            if all(s.id in mirror.owner for s in mirror.specs):
+                break
+        await asyncio.sleep(0.1)
+    log.info("headend: every agent has reported; starting scenario %s", source)
+    try:
+        headend.scenarios.start(text, source)
+    except Exception as exc:  # validated by the CLI; the fleet may have changed since
+        log.error("scenario %s not started: %s", source, exc)
