@@ -230,8 +230,13 @@ async def shipped_pair(cluster: Cluster) -> AsyncIterator[Pair]:
 @pytest.mark.parametrize("name", ["frequency-droop", "derate-then-trip"])
 async def test_shipped_scenario_same_as_run(shipped_pair: Pair, name: str) -> None:
     text = (ROOT / "scenarios" / f"{name}.yaml").read_text()
+    started = time.monotonic()
     run = await run_scenario(shipped_pair.run, text)
+    run_s = time.monotonic() - started
+    started = time.monotonic()
     head = await run_scenario(shipped_pair.head, text)
+    head_s = time.monotonic() - started
+    print(f"{name} ({run['end_s']:g} s): run {run_s:.2f} s, headend + 2 agents {head_s:.2f} s")
     assert run["state"] == "passed", run["expectations"]
     assert head["state"] == "passed", head["expectations"]
     assert run["expectations"] == head["expectations"]
