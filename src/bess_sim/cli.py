@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="subject/stream prefix (one per cluster)")  # fmt: skip
         if name == "agent":
             sp.add_argument("--shard", required=True, help="K/N: assets at index mod N == K")
+        else:
+            sp.add_argument("--scenario", type=Path,
+                            help="run this scenario once every agent has reported")  # fmt: skip
 
     scen = sub.add_parser("scenario", help="scenario files (DESIGN §12)")
     scen_sub = scen.add_subparsers(dest="scenario_command", required=True)
@@ -297,8 +300,13 @@ def _run_cluster(
     from .cluster.wire import Shard
 
     if args.command == "headend":
+        live = None
+        if args.scenario is not None:
+            live = (args.scenario.read_text(encoding="utf-8"), str(args.scenario))
         return _serve_until_stopped(
-            lambda: serve_headend(settings, fleet, regmap, args.nats, args.nats_prefix)
+            lambda: serve_headend(
+                settings, fleet, regmap, args.nats, args.nats_prefix, scenario=live
+            )
         )
     try:
         shard = Shard.parse(args.shard)

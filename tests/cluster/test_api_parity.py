@@ -27,7 +27,6 @@ import httpx
 import pytest
 import websockets
 
-from bess_sim.cluster.headend import _NOT_FORWARDED
 from tests.cluster.conftest import NATS_URL, START_TIMEOUT_S, _delete_streams, asset_id, free_port
 from tests.cluster.conftest import write_assets as write_cluster_assets
 from tests.storage.conftest import server_url, with_database
@@ -363,14 +362,13 @@ _MUTATIONS = [
 
 
 @pytest.mark.parametrize(("method", "url", "body"), _MUTATIONS)
-async def test_routes_not_forwarded_answer_501_on_the_headend_only(
+async def test_bad_mutations_answer_the_same_on_both(
     both: dict[str, httpx.AsyncClient], method: str, url: str, body: dict[str, Any]
 ) -> None:
+    """Every mutating route is forwarded now (no 501 left): a bad request gets the same
+    status and reason from the headend as from one process."""
     run = await both["run"].request(method, url, json=body)
     headend = await both["headend"].request(method, url, json=body)
     assert run.status_code != 501 and run.status_code < 500, run.text
-    if _NOT_FORWARDED.match(url):
-        assert headend.status_code == 501, headend.text
-        assert "not available on the scale-out headend" in headend.json()["detail"]
-    else:  # forwarded since: the same answer as one process
-        assert headend.status_code == run.status_code, (run.text, headend.text)
+    assert headend.status_code == run.status_code, (run.text, headend.text)
+    assert headend.json() == run.json()

@@ -91,9 +91,24 @@ async def test_agents_keep_answering_while_the_headend_is_down(
     # Registration is checked as run does (an assets.yaml asset: 409) ...
     r = await http.delete(f"/assets/{IDS[0]}")
     assert r.status_code == 409 and "managed by" in r.json()["detail"], r.text
-    # ... scenarios are not forwarded: refused (501), never applied to the mirror only.
-    for path in ("/scenarios", "/scenarios/current/stop"):
-        r = await http.post(path, content=b"name: x\n")
-        assert r.status_code == 501, r.text
-        assert "not available on the scale-out headend" in r.json()["detail"]
-    assert (await http.get("/scenarios/current")).status_code != 501
+    # ... and scenarios run on the headend (real-time clock here: sampled from the mirror).
+    yaml = {"Content-Type": "application/yaml"}
+    r = await http.post(
+        "/scenarios", content=b"name: x\nsteps: [{at: 1, dispatch: {}}]\n", headers=yaml
+    )
+    assert r.status_code == 422, r.text  # checked as run does
+    scenario = (
+        "name: live\nsteps:\n"
+        "  - {at: 0, dispatch: {asset: B4, mw: 2, duration_s: 60}}\n"
+        "  - {at: 2, expect: {asset: B4, field: setpoint_mw, op: '==', value: 2}}\n"
+    )
+    r = await http.post("/scenarios", content=scenario.encode(), headers=yaml)
+    assert r.status_code == 201, r.text
+    for _ in range(100):
+        status = (await http.get("/scenarios/current")).json()
+        if status["state"] != "running":
+            break
+        await asyncio.sleep(0.1)
+    assert status["state"] == "passed", status
+    t = (await http.get(f"/telemetry/{IDS[3]}")).json()
+    assert t["setpoint_mw"] == 2.0, t  # the agent's state, not only the mirror's

@@ -25,12 +25,12 @@ class TripFaults(RuntimeTarget):
         self.added: list[Mapping[str, Any]] = []
         self.ended: list[str] = []
 
-    def add_fault(self, spec: Mapping[str, Any]) -> str:
+    async def add_fault(self, spec: Mapping[str, Any]) -> str:
         self.added.append(spec)
         self.fleet.trip(spec["asset_id"])
         return f"fault-{len(self.added)}"
 
-    def end_fault(self, fault_id: str) -> None:
+    async def end_fault(self, fault_id: str) -> None:
         self.ended.append(fault_id)
         self.fleet.reset_fault(ASSET_1)
 

@@ -83,6 +83,10 @@ class _LateSinks:
         self.fleet = fleet
         self.sinks: list[Any] = []
 
+    @property
+    def sim_time_s(self) -> float:
+        return self.fleet.sim_time_s
+
     async def tick(self) -> None:
         snaps = self.fleet.advance(1.0)
         await asyncio.sleep(1.3)

@@ -67,9 +67,31 @@ class Agent(Runtime):
         # the heartbeat carries them (bench/cluster.py reports their p99).
         self._tick_ms: list[float] = []
         self._step_faults: list[Fault] | None = None  # faults changed by the step under way
+        # Modbus comm events (exceptions, drops, ...) go to the headend's listeners: the
+        # scenario scorecard runs there (cluster/scenario_target.py).
+        self._comm_listeners.append(self._forward_comm)
+        self._comm_tasks: set[asyncio.Task[None]] = set()
 
     async def _start_http(self) -> None:
         """Agents serve no HTTP: the headend does."""
+
+    def _forward_comm(self, asset_id: str | None, port: int, kind: str) -> None:
+        # Core NATS, best effort: an event while the bus is down is lost (docs/scale-out.md).
+        payload = wire.dumps({"asset_id": asset_id, "port": port, "kind": kind})
+        subject = self.bus.subjects.comm(self.shard.index)
+
+        async def send() -> None:
+            try:
+                await self.bus.publish(subject, payload)
+            except Exception as exc:
+                log.debug("agent: comm event not sent: %s", exc)
+
+        try:
+            task = asyncio.get_running_loop().create_task(send())
+        except RuntimeError:  # no loop (not started, or shut down): nothing to send with
+            return
+        self._comm_tasks.add(task)
+        task.add_done_callback(self._comm_tasks.discard)
 
     async def _start_clock(self) -> None:
         bus = await self._stack.enter_async_context(self.bus)

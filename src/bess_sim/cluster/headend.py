@@ -6,7 +6,8 @@ assets.yaml whose snapshots and dispatch records are those the agents published,
 computed locally. Commands go to the owning agent over request–reply and its answer (record
 or error) is what the API answers, so §4/§6 reasons and codes are the agent's own: dispatch,
 trip/reset, faults (``fault_mirror.py`` holds what the agents report), grid and manual steps
-(every agent), registration (``registration.py``). Scenarios are refused with 501.
+(every agent), registration (``registration.py``); scenarios run here with those commands
+(``scenario_target.py``).
 """
 
 from __future__ import annotations
@@ -14,21 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
-
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 
 from ..api.ports import AssetUnavailableError
 from ..clock import ManualClock
 from ..faults import Fault, FaultBook, FaultError, FaultNotFoundError, FaultRequest, FaultState
 from ..modbus.points import RegisterMap
 from ..runtime import ClockModeError, Runtime
+from ..scenario.host import ScenarioHost
 from ..settings import Settings
 from ..sim import (
     AssetSpec,
@@ -44,6 +42,7 @@ from . import wire
 from .bus import Bus, BusUnavailableError
 from .fault_mirror import MirrorFaultBook
 from .registration import ClusterRegistry
+from .scenario_target import HeadendTarget, start_when_ready
 from .wire import Subjects
 
 if TYPE_CHECKING:
@@ -51,9 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bess_sim.cluster")
 
-#: Mutating routes not forwarded to the agents: scenarios (§12). Dispatch, trip/reset,
-#: faults, /grid, registration and /sim/step are.
-_NOT_FORWARDED = re.compile(r"^/scenarios(/.*)?/?$")
+#: Tick timestamps whose simulated time the mirror keeps (a scenario sample needs the recent
+#: few; a manual step's ticks are mirrored before it is answered).
+_SIM_TIMES_KEPT = 4096
 
 #: How long a command waits for its agent's answer before it is answered 503.
 COMMAND_TIMEOUT_S = 2.0
@@ -65,6 +64,9 @@ class MirrorFleet(Fleet):
     def __init__(self, config: FleetConfig, start_time: datetime) -> None:
         self.owner: dict[str, int] = {}  # asset id → shard index (learnt from telemetry)
         self._latest: datetime | None = None
+        #: tick timestamp → the agents' simulated seconds at it (recent ticks): a scenario's
+        #: samples carry the agents' own time (scenario_target.py).
+        self.sim_time_at: dict[datetime, float] = {}
         super().__init__(config, start_time)
         # Nothing is known of an asset until its agent reports: offline, not a made-up idle.
         for cell in self._assets.values():
@@ -89,6 +91,9 @@ class MirrorFleet(Fleet):
             ts = known[-1].timestamp
             if self._latest is None or ts > self._latest:
                 self._latest = ts
+            self.sim_time_at[ts] = batch.sim_time_s
+            if len(self.sim_time_at) > _SIM_TIMES_KEPT:
+                del self.sim_time_at[next(iter(self.sim_time_at))]
         self.tick_count = max(self.tick_count, batch.tick)
         self.sim_time_s = max(self.sim_time_s, batch.sim_time_s)
         return known
@@ -146,10 +151,12 @@ class Headend(Runtime):
         *,
         nats_url: str,
         prefix: str = "bess",
+        scenario: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(
             settings.model_copy(update={"modbus_enabled": False}), fleet_config, register_map
         )
+        self._startup_scenario = scenario  # (text, source): started once the agents are up
         self.bus = Bus(nats_url, Subjects(prefix), "bess-sim headend")
         self._last_seen: dict[int, float] = {}  # shard → monotonic time of last message
         self._offline: set[int] = set()
@@ -167,29 +174,7 @@ class Headend(Runtime):
         )
         registry.bind_headend(self)
         self.registry = registry
-
-    def _create_app(self) -> FastAPI:
-        app = super()._create_app()
-
-        @app.middleware("http")
-        async def not_forwarded(
-            request: Request, call_next: Callable[[Request], Awaitable[Response]]
-        ) -> Response:
-            # Changes the agents do not receive yet would change only this mirror and be
-            # overwritten by the next tick: refused, not half-applied (docs/scale-out.md).
-            if request.method in ("POST", "PUT", "DELETE") and _NOT_FORWARDED.match(
-                request.url.path
-            ):
-                return JSONResponse(
-                    {
-                        "detail": f"{request.method} {request.url.path} is not available on "
-                        "the scale-out headend yet (docs/scale-out.md); use bess-sim run"
-                    },
-                    status_code=501,
-                )
-            return await call_next(request)
-
-        return app
+        self.scenarios = ScenarioHost(HeadendTarget(self))
 
     def _new_fleet(self, config: FleetConfig, start: datetime) -> Fleet:
         return MirrorFleet(config, start)
@@ -308,6 +293,34 @@ class Headend(Runtime):
                     # published (an offline row would repeat its last (asset_id, ts)).
                     gone = self.mirror.mark_offline(shard)
                     self.fault_mirror.drop_views(s.asset_id for s in gone)
+
+    async def _start(self) -> None:
+        await super()._start()
+        # The agents' Modbus comm events, for the comm listeners here (a scenario scorecard).
+        await self.bus.subscribe(self.bus.subjects.comm("*"), self._on_comm)
+        if self._startup_scenario is not None:
+            task = asyncio.create_task(
+                start_when_ready(self, *self._startup_scenario), name="bess-scenario-start"
+            )
+
+            async def stop() -> None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+            self._stack.push_async_callback(stop)
+
+    async def _on_comm(self, data: bytes) -> None:
+        event = wire.loads(data)
+        asset_id = event.get("asset_id")
+        self._comm_event(
+            None if asset_id is None else str(asset_id), int(event["port"]), str(event["kind"])
+        )
+
+    @property
+    def offline_agents(self) -> list[int]:
+        """Agents silent for longer than ``wire.OFFLINE_AFTER_S``."""
+        return sorted(self._offline)
 
     # ------------------------------------------------------------ commands
     async def step(self, seconds: float) -> int:

@@ -35,9 +35,18 @@ async def serve_agent(
 
 
 async def serve_headend(
-    settings: Settings, fleet: FleetConfig, regmap: RegisterMap, nats_url: str, prefix: str
+    settings: Settings,
+    fleet: FleetConfig,
+    regmap: RegisterMap,
+    nats_url: str,
+    prefix: str,
+    *,
+    scenario: tuple[str, str] | None = None,
 ) -> None:
+    """``scenario`` (text, source), validated by the CLI, starts once every agent of the
+    fleet has reported (``runtime.serve`` would start it before any had)."""
+
     def factory(s: Settings, f: FleetConfig, r: RegisterMap) -> Runtime:
-        return Headend(s, f, r, nats_url=nats_url, prefix=prefix)
+        return Headend(s, f, r, nats_url=nats_url, prefix=prefix, scenario=scenario)
 
     await serve(settings, fleet, regmap, factory=factory)

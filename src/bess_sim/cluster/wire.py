@@ -74,6 +74,9 @@ class Subjects:
     def command(self, shard: int | str, name: str) -> str:
         return f"{self.prefix}.cmd.{shard}.{name}"
 
+    def comm(self, shard: int | str) -> str:
+        return f"{self.prefix}.comm.{shard}"
+
 
 @dataclass(frozen=True, slots=True)
 class Shard:

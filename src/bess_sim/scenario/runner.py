@@ -63,8 +63,8 @@ class ScenarioRun:
         fleet = target.fleet
         self._names = {s.id: s.name for s in fleet.specs}
         self.evaluator = Evaluator(plan.expectations, self._names)
-        self.recorder = ScorecardRecorder(fleet.specs, fleet.now, fleet.snapshot, fleet.sim_time_s)
-        self._origin_s = fleet.sim_time_s
+        self.recorder = ScorecardRecorder(fleet.specs, fleet.now, fleet.snapshot, target.sim_time_s)
+        self._origin_s = target.sim_time_s
         self._sampled_s = -math.inf  # scenario time of the last tick this runner sampled
         self._next_bp = 0.0
         self._reached = asyncio.Event()
@@ -84,7 +84,7 @@ class ScenarioRun:
     @property
     def t_s(self) -> float:
         """Scenario time: simulated seconds since the run started."""
-        return self.target.fleet.sim_time_s - self._origin_s
+        return self.target.sim_time_s - self._origin_s
 
     def publish(self, snapshots: Sequence[Snapshot]) -> None:
         """Telemetry sink: called after every tick."""
@@ -94,7 +94,7 @@ class ScenarioRun:
         if ramp is not None:
             # The next tick runs with the ramp's value at its end: the snapshot at T then
             # shows f(T), and the ramp lands exactly on its target at t0 + ramp_s.
-            self.target.fleet.set_grid(frequency_hz=ramp.at(t + self.target.tick_dt_s))
+            self.target.ramp_frequency(ramp.at(t + self.target.tick_dt_s))
             if t >= ramp.t1 - _T_EPS:
                 self._ramp = None
         self.recorder.on_snapshots(snapshots)
@@ -123,7 +123,9 @@ class ScenarioRun:
             if left <= _T_EPS:
                 return
             try:
-                await self.target.step(min(left, _MAX_STEP_S))
+                # While a ramp runs, its next value may have to reach the fleet between ticks.
+                limit = _MAX_STEP_S if self._ramp is None else self.target.ramp_step_s
+                await self.target.step(min(left, _MAX_STEP_S, limit))
             except Exception as exc:  # the tick loop failed (logged by the runtime)
                 raise ScenarioError(f"simulated time cannot advance: {exc}") from None
 
@@ -149,13 +151,14 @@ class ScenarioRun:
         fleet = self.target.fleet
         check_fault_steps(plan, self.source, FAULT_CHECKER)
         self.state = "running"
-        self._origin_s = fleet.sim_time_s  # scenario time starts now, not at construction
+        self._origin_s = self.target.sim_time_s  # scenario time starts now, not at construction
         self._sampled_s = -math.inf
         self.attach()
         self.target.add_sink(self)
         try:
             if plan.frequency_hz is not None or plan.ambient_c is not None:
-                fleet.set_grid(frequency_hz=plan.frequency_hz, ambient_c=plan.ambient_c)
+                async with self.target.between_ticks():
+                    await self.target.set_grid(plan.frequency_hz, plan.ambient_c)
             self.publish(fleet.snapshots())  # the state at t = 0
             pending = list(plan.steps)
             for bp in plan.breakpoints:
@@ -166,7 +169,7 @@ class ScenarioRun:
                 if pending and pending[0].at_s <= bp + _T_EPS:
                     async with self.target.between_ticks():
                         while pending and pending[0].at_s <= bp + _T_EPS:
-                            self._do(pending.pop(0))
+                            await self._do(pending.pop(0))
             self._report_verdicts()
             end = self.t_s
             self.results = (
@@ -210,15 +213,15 @@ class ScenarioRun:
             self._progress(text)
         log.debug("scenario %s: %s", self.plan.name, text)
 
-    def _do(self, step: PlannedStep) -> None:
-        fleet = self.target.fleet
+    async def _do(self, step: PlannedStep) -> None:
+        target = self.target
         a = step.args
         t = self.t_s
         n = len(self.plan.steps) + len(self.plan.expectations)
         head = f"[{t:9.1f} s] step {step.index + 1}/{n} {step.action}"
         match step.action:
             case "dispatch":
-                rec = fleet.dispatch(
+                rec = await target.dispatch(
                     DispatchRequest(
                         asset_id=a["asset_id"], mw=a["mw"], mvar=a["mvar"],
                         duration_s=a["duration_s"], source=DispatchSource.SCENARIO,
@@ -230,25 +233,25 @@ class ScenarioRun:
                 )
                 self._say(f"{head} {self._names[a['asset_id']]} {a['mw']:g} MW: {outcome}")
             case "trip":
-                fleet.trip(a["asset_id"])
+                await target.asset_command(a["asset_id"], "trip")
                 self._event("fault_start", t, a["asset_id"], "trip")
                 self._say(f"{head} {self._names[a['asset_id']]}")
             case "reset":
-                fleet.reset_fault(a["asset_id"])
+                await target.asset_command(a["asset_id"], "reset")
                 self._event("fault_end", t, a["asset_id"], "reset")
                 self._say(f"{head} {self._names[a['asset_id']]}")
             case "frequency":
                 hz, ramp_s = a["hz"], a["ramp_s"]
                 if ramp_s > 0:
-                    self._ramp = _Ramp(fleet.grid.frequency_hz, hz, t, t + ramp_s)
-                    fleet.set_grid(frequency_hz=self._ramp.at(t + self.target.tick_dt_s))
+                    self._ramp = _Ramp(target.fleet.grid.frequency_hz, hz, t, t + ramp_s)
+                    await target.set_grid(self._ramp.at(t + target.tick_dt_s), None)
                 else:
                     self._ramp = None
-                    fleet.set_grid(frequency_hz=hz)
+                    await target.set_grid(hz, None)
                 self._event("frequency", t, None, f"{hz:g} Hz")
                 self._say(f"{head} {hz:g} Hz" + (f" over {ramp_s:g} s" if ramp_s else ""))
             case "ambient":
-                fleet.set_grid(ambient_c=a["c"])
+                await target.set_grid(None, a["c"])
                 self._say(f"{head} {a['c']:g} °C")
             case "speed":
                 self.target.set_speed(a["x"])
@@ -257,7 +260,7 @@ class ScenarioRun:
             case "fault":
                 body = a["body"]
                 try:
-                    fid = self.target.add_fault(body)
+                    fid = await target.add_fault(body)
                 except (ValueError, KeyError) as exc:
                     raise ScenarioError(
                         f"{self.source}: step {step.index} (at {step.at_s:g}): fault: {exc}"
@@ -275,7 +278,7 @@ class ScenarioRun:
             case "clear_fault":
                 fid = self._fault_ids.get(a["label"], a["label"])
                 try:
-                    self.target.end_fault(fid)
+                    await target.end_fault(fid)
                 except (ValueError, KeyError) as exc:
                     raise ScenarioError(
                         f"{self.source}: step {step.index} (at {step.at_s:g}): clear_fault: {exc}"

@@ -7,15 +7,16 @@ run starts (exit 2 / 422 naming the step and field).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
 from ..clock import ManualClock, RealTimeClock
-from ..faults import FaultBook, FaultRequest
-from ..sim import Fleet
+from ..faults import Fault, FaultBook, FaultRequest
+from ..sim import DispatchRecord, DispatchRequest, Fleet, Snapshot
 from ..sim.model import TelemetrySink
 from ..tickgate import TickGate
 
@@ -40,11 +41,11 @@ FAULT_CHECKER: Callable[[Mapping[str, Any]], None] = _check_fault
 
 
 class FaultPort(Protocol):
-    def add_fault(self, spec: Mapping[str, Any]) -> str:
+    async def add_fault(self, spec: Mapping[str, Any]) -> str:
         """Start a fault; ``spec`` is the §11 ``POST /faults`` body. Returns the fault id."""
         ...
 
-    def end_fault(self, fault_id: str) -> None: ...
+    async def end_fault(self, fault_id: str) -> None: ...
 
 
 class ScenarioTarget(FaultPort, Protocol):
@@ -60,11 +61,36 @@ class ScenarioTarget(FaultPort, Protocol):
     def failure(self) -> str | None: ...
 
     @property
+    def sim_time_s(self) -> float:
+        """Simulated seconds of the tick the runner sampled last (or of the fleet between
+        runs): the runner's clock."""
+        ...
+
+    @property
     def tick_dt_s(self) -> float:
         """Simulated seconds of the next tick."""
         ...
 
+    @property
+    def ramp_step_s(self) -> float:
+        """Longest manual step while a frequency ramp runs: infinite when the runner's sink
+        sets the next tick's frequency itself (one process), one tick when the fleet ticks
+        elsewhere and each value has to be sent between ticks (scale-out headend)."""
+        ...
+
     async def step(self, seconds: float) -> int: ...
+
+    # Commands of scenario steps: through the simulator's own command methods, so a
+    # scale-out headend forwards them to the agents (DESIGN §15).
+    async def dispatch(self, req: DispatchRequest) -> DispatchRecord: ...
+
+    async def asset_command(self, asset_id: str, command: Literal["trip", "reset"]) -> None: ...
+
+    async def set_grid(self, frequency_hz: float | None, ambient_c: float | None) -> None: ...
+
+    def ramp_frequency(self, frequency_hz: float) -> None:
+        """The frequency the next tick runs with (a ramp's value, set from the sink)."""
+        ...
 
     def set_speed(self, x: float) -> None: ...
 
@@ -89,6 +115,16 @@ class _RuntimeLike(Protocol):
     def failure(self) -> str | None: ...
 
     async def step(self, seconds: float) -> int: ...
+
+    async def dispatch(self, req: DispatchRequest) -> DispatchRecord: ...
+
+    async def asset_command(self, asset_id: str, command: Literal["trip", "reset"]) -> Snapshot: ...
+
+    async def set_grid(self, frequency_hz: float | None, ambient_c: float | None) -> None: ...
+
+    async def add_fault(self, request: FaultRequest, *, fault_id: str | None = None) -> Fault: ...
+
+    async def end_fault(self, fault_id: str) -> Fault: ...
 
     def add_sink(self, sink: TelemetrySink) -> None: ...
 
@@ -119,12 +155,33 @@ class RuntimeTarget:
         return self._rt.failure
 
     @property
+    def sim_time_s(self) -> float:
+        return self.fleet.sim_time_s
+
+    @property
     def tick_dt_s(self) -> float:
         clock = self._rt.clock
         return clock.dt_s if isinstance(clock, RealTimeClock) else clock.tick_interval_s
 
+    @property
+    def ramp_step_s(self) -> float:
+        return math.inf
+
     async def step(self, seconds: float) -> int:
         return await self._rt.step(seconds)
+
+    async def dispatch(self, req: DispatchRequest) -> DispatchRecord:
+        return await self._rt.dispatch(req)
+
+    async def asset_command(self, asset_id: str, command: Literal["trip", "reset"]) -> None:
+        await self._rt.asset_command(asset_id, command)
+
+    async def set_grid(self, frequency_hz: float | None, ambient_c: float | None) -> None:
+        await self._rt.set_grid(frequency_hz, ambient_c)
+
+    def ramp_frequency(self, frequency_hz: float) -> None:
+        # Called by the runner's sink after a tick, before the next: the fleet is here.
+        self.fleet.set_grid(frequency_hz=frequency_hz)
 
     def set_speed(self, x: float) -> None:
         clock = self._rt.clock
@@ -150,8 +207,9 @@ class RuntimeTarget:
         return self._rt.tick_gate.shared()
 
     # -------------------------------------------------------------- faults (§11 seam)
-    def add_fault(self, spec: Mapping[str, Any]) -> str:
-        return str(self._rt.faults.add(FaultRequest.model_validate(dict(spec))).id)
+    async def add_fault(self, spec: Mapping[str, Any]) -> str:
+        fault = await self._rt.add_fault(FaultRequest.model_validate(dict(spec)))
+        return str(fault.id)
 
-    def end_fault(self, fault_id: str) -> None:
-        self._rt.faults.end(fault_id)
+    async def end_fault(self, fault_id: str) -> None:
+        await self._rt.end_fault(fault_id)
