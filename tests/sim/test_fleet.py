@@ -253,6 +253,28 @@ def test_history_keeps_one_frame_per_tick_published_in_parts() -> None:
         assert rows == [t[i] for t in reversed(ticks[1:])]
 
 
+def test_history_columns_filled_in_slices_keep_every_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tick's own list is stored column by column in slices (GIL switch points for the
+    tick thread): with one snapshot per slice every row still reads back exactly."""
+    from bess_sim.sim import history
+
+    monkeypatch.setattr(history, "_SLICE", 1)
+    spec_b = AssetSpec(
+        id="b1", site_id="s1", name="BESS-B", location="", capacity_mwhr=10.0, max_mw=5.0,
+        min_mw=-5.0, ramp_rate_mw_per_min=60.0, efficiency=0.9, modbus=ModbusAddress(5021, 1),
+    )  # fmt: skip
+    fleet = Fleet(FleetConfig((Site("s1", "S", ""),), (SPEC, spec_b), "test"), T0)
+    hist = HistoryBuffer(["a1", "b1"], size=10)
+    fleet.dispatch(req(10.0))
+    ticks = [fleet.advance(1) for _ in range(3)]
+    for snaps in ticks:
+        hist.publish(snaps)
+    assert hist.query(HistoryQuery("a1")) == [t[0] for t in reversed(ticks)]
+    assert hist.query(HistoryQuery("b1")) == [t[1] for t in reversed(ticks)]
+
+
 def test_held_notifications_reach_listeners_in_order_on_release() -> None:
     """The runtime holds listener calls while a tick computes in its worker thread and
     releases them on the event loop (runtime.tick_off_loop)."""
