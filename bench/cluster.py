@@ -16,8 +16,9 @@ Per topology, over ``--seconds`` of steady running:
   heartbeats, ``tick_ms``; agents serve no HTTP) — the worst agent's p99; for ``run`` the
   ``bess_tick_duration_seconds`` histogram of /metrics (a bucket bound, shown as ``≤``);
 - **ingest rows/s**: snapshots the headend (or the single process) took in per second
-  (``bess_ticks`` of /metrics counts one per shard batch), beside the offered rows/s, and the
-  headend's CPU share (``/proc``): rows/s ÷ CPU share is its ingest capacity estimate;
+  (``bess_ticks`` of /metrics counts one per telemetry message: shards × parts per tick),
+  beside the offered rows/s, and the headend's CPU share (``/proc``): rows/s ÷ CPU share is
+  its ingest capacity estimate;
 - **telemetry lag p99**: arrival time of ``/ws/telemetry?asset_id=`` messages (one asset per
   shard) minus their simulated timestamp, above the smallest such age of that shard in the run
   (each process's first tick fixes its own offset): how much later than its best a tick shows;
@@ -192,16 +193,33 @@ async def _heartbeats(prefix: str, ticks: dict[int, list[float]], stop: asyncio.
         await stop.wait()
 
 
-async def _dispatches(base: str, ids: list[str], rtt: list[float], stop: asyncio.Event) -> None:
+async def _dispatches(
+    base: str, ids: list[str], rtt: list[float], failed: list[str], stop: asyncio.Event
+) -> None:
+    """Dispatches one after the other; a 503 (an agent too busy to answer within the
+    headend's command timeout) is counted, not fatal: it is what an EMS would meet."""
     rng = random.Random(1)
     async with httpx.AsyncClient(base_url=base, timeout=10) as c:
         while not stop.is_set():
             t = time.perf_counter()
             r = await c.post("/dispatch", json={"asset_id": rng.choice(ids), "mw": 0.0})
-            rtt.append(time.perf_counter() - t)
-            if r.status_code != 201:
+            if r.status_code == 503:
+                failed.append(r.text)
+            elif r.status_code != 201:
                 raise RuntimeError(f"dispatch answered {r.status_code}: {r.text}")
+            else:
+                rtt.append(time.perf_counter() - t)
             await asyncio.sleep(rng.uniform(0, 0.05))
+
+
+def _messages_per_tick(n_assets: int, agents: int) -> int:
+    """Telemetry messages the headend receives per fleet tick (1 for ``run``)."""
+    if not agents:
+        return 1
+    from bess_sim.cluster.wire import parts_of
+
+    sizes = [len(range(k, n_assets, agents)) for k in range(agents)]  # index mod N == K
+    return sum(len(parts_of(n)) for n in sizes)
 
 
 async def _measure(
@@ -212,6 +230,7 @@ async def _measure(
     ages: dict[int, list[float]] = {k: [] for k in range(shards)}
     ticks: dict[int, list[float]] = {}
     rtt: list[float] = []
+    failed: list[str] = []
     ws = base.replace("http://", "ws://")
     tasks = [
         asyncio.create_task(_lag_listener(f"{ws}/ws/telemetry?asset_id={ids[k]}", ages[k], stop))
@@ -225,7 +244,7 @@ async def _measure(
         cpu0, t0 = cpu_seconds(head_pid), time.monotonic()
         for v in ticks.values():
             v.clear()
-        tasks.append(asyncio.create_task(_dispatches(base, ids, rtt, stop)))
+        tasks.append(asyncio.create_task(_dispatches(base, ids, rtt, failed, stop)))
         await asyncio.sleep(seconds)
         m1 = _metrics((await c.get("/metrics")).text)
         cpu1, t1 = cpu_seconds(head_pid), time.monotonic()
@@ -234,15 +253,20 @@ async def _measure(
         await t  # a listener or the dispatch loop that failed fails the topology
     elapsed = t1 - t0
     batches = m1.get("bess_ticks_total", 0.0) - m0.get("bess_ticks_total", 0.0)
+    # The headend counts one "tick" per telemetry message: per shard and tick, one message
+    # per wire.PART_ROWS snapshots (the single process: one per tick).
+    per_tick = _messages_per_tick(len(ids), agents)
     written = m1.get("bess_db_written_rows_total", 0.0) - m0.get("bess_db_written_rows_total", 0.0)
     lag = [a - min(v) for v in ages.values() if v for a in v]
     out: dict[str, Any] = {
-        "ingest_rows_per_s": batches * len(ids) / shards / elapsed,
+        "ingest_rows_per_s": batches / per_tick * len(ids) / elapsed,
         "offered_rows_per_s": len(ids) / 1.0,
         "head_cpu_share": (cpu1 - cpu0) / elapsed,
         "db_rows_per_s": written / elapsed if "bess_db_written_rows_total" in m1 else None,
         "telemetry_lag_ms": summary_ms(lag),
         "dispatch_rtt_ms": summary_ms(rtt),
+        "dispatch_503": len(failed),
+        "dispatch_503_example": failed[0][:200] if failed else None,
     }
     if agents:
         per_agent = {k: summary_ms([t / 1e3 for t in v]) for k, v in sorted(ticks.items())}
@@ -331,9 +355,15 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['assets']} | {r['topology']} | {_ms(r['tick_p99_ms'], r['tick_p99_bound'])} | "
             f"{r['ingest_rows_per_s']:,.0f} ({r['offered_rows_per_s']:,.0f}) | "
             f"{100 * r['head_cpu_share']:.0f} % | {_ms(r['telemetry_lag_ms']['p99_ms'])} | "
-            f"{_ms(d['p50_ms'])} / {_ms(d['p99_ms'])} | {_rate(r.get('db_rows_per_s'))} |"
+            f"{_ms(d['p50_ms'])} / {_ms(d['p99_ms'])}"
+            f"{_failed(r.get('dispatch_503', 0), len_ok=d.get('n', 0))} | "
+            f"{_rate(r.get('db_rows_per_s'))} |"
         )
     return "\n".join(lines)
+
+
+def _failed(n: int, len_ok: int) -> str:
+    return f" ({n} of {n + len_ok} answered 503)" if n else ""
 
 
 def _rate(v: float | None) -> str:
