@@ -37,6 +37,17 @@ def make_fleet(spec: AssetSpec = SPEC) -> Fleet:
     return Fleet(FleetConfig((Site("s1", "S", ""),), (spec,), "test"), T0)
 
 
+SPEC_B = AssetSpec(
+    id="b1", site_id="s1", name="BESS-B", location="", capacity_mwhr=10.0, max_mw=5.0,
+    min_mw=-5.0, ramp_rate_mw_per_min=60.0, efficiency=0.9, modbus=ModbusAddress(5021, 1),
+)  # fmt: skip
+
+
+def two_asset_fleet() -> Fleet:
+    """a1 (SPEC) and b1 (SPEC_B): for history frames holding more than one asset."""
+    return Fleet(FleetConfig((Site("s1", "S", ""),), (SPEC, SPEC_B), "test"), T0)
+
+
 def req(mw: float, **kw: object) -> DispatchRequest:
     return DispatchRequest("a1", mw, **kw)  # type: ignore[arg-type]
 
@@ -211,11 +222,7 @@ def test_importing_sim_loads_no_io_libraries() -> None:
 
 
 def test_history_buffer_partial_publish_marks_absent_assets() -> None:
-    spec_b = AssetSpec(
-        id="b1", site_id="s1", name="BESS-B", location="", capacity_mwhr=10.0, max_mw=5.0,
-        min_mw=-5.0, ramp_rate_mw_per_min=60.0, efficiency=0.9, modbus=ModbusAddress(5021, 1),
-    )  # fmt: skip
-    fleet = Fleet(FleetConfig((Site("s1", "S", ""),), (SPEC, spec_b), "test"), T0)
+    fleet = two_asset_fleet()
     hist = HistoryBuffer(["a1", "b1"], size=10)
     fleet.dispatch(req(10.0))
     full = fleet.advance(1)  # the tick's own list: fast path
@@ -233,11 +240,7 @@ def test_history_buffer_partial_publish_marks_absent_assets() -> None:
 def test_history_keeps_one_frame_per_tick_published_in_parts() -> None:
     """The scale-out headend gets each tick in several messages (per agent, per part): they
     fill one frame, so a ring of ``size`` frames still holds ``size`` ticks of every asset."""
-    spec_b = AssetSpec(
-        id="b1", site_id="s1", name="BESS-B", location="", capacity_mwhr=10.0, max_mw=5.0,
-        min_mw=-5.0, ramp_rate_mw_per_min=60.0, efficiency=0.9, modbus=ModbusAddress(5021, 1),
-    )  # fmt: skip
-    fleet = Fleet(FleetConfig((Site("s1", "S", ""),), (SPEC, spec_b), "test"), T0)
+    fleet = two_asset_fleet()
     hist = HistoryBuffer(["a1", "b1"], size=3)
     fleet.dispatch(req(10.0))
     ticks = []
@@ -261,11 +264,7 @@ def test_history_columns_filled_in_slices_keep_every_value(
     from bess_sim.sim import history
 
     monkeypatch.setattr(history, "_SLICE", 1)
-    spec_b = AssetSpec(
-        id="b1", site_id="s1", name="BESS-B", location="", capacity_mwhr=10.0, max_mw=5.0,
-        min_mw=-5.0, ramp_rate_mw_per_min=60.0, efficiency=0.9, modbus=ModbusAddress(5021, 1),
-    )  # fmt: skip
-    fleet = Fleet(FleetConfig((Site("s1", "S", ""),), (SPEC, spec_b), "test"), T0)
+    fleet = two_asset_fleet()
     hist = HistoryBuffer(["a1", "b1"], size=10)
     fleet.dispatch(req(10.0))
     ticks = [fleet.advance(1) for _ in range(3)]
