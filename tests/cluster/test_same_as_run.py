@@ -65,18 +65,25 @@ class Pair:
         return a, b
 
 
-@pytest.fixture
-async def pair(cluster: Cluster) -> AsyncIterator[Pair]:
+def start_side_by_side(cluster: Cluster) -> int:
+    """``bess-sim run`` (Modbus on RUN_MODBUS_HOST) and headend + 2 agents on the cluster's
+    assets.yaml, manual clock; returns the single process's HTTP port."""
     run_port = free_port()
     log = (cluster.tmp / "run.log").open("ab")
     cmd = [
         sys.executable, "-m", "bess_sim", "run", "--assets", str(cluster.assets_file),
         "--http-port", str(run_port), "--modbus-host", RUN_MODBUS_HOST, *CLOCK,
     ]  # fmt: skip
-    cluster.procs["run"] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+    cluster.procs["run"] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     cluster.start("headend", "headend", "--http-port", str(cluster.http_port), *CLOCK)
     cluster.start("agent0", "agent", "--shard", "0/2", *CLOCK)
     cluster.start("agent1", "agent", "--shard", "1/2", *CLOCK)
+    return run_port
+
+
+@pytest.fixture
+async def pair(cluster: Cluster) -> AsyncIterator[Pair]:
+    run_port = start_side_by_side(cluster)
     async with (
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{run_port}", timeout=10) as run,
         httpx.AsyncClient(base_url=cluster.base_url, timeout=10) as head,

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +20,13 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from tests.cluster.conftest import START_TIMEOUT_S, Cluster, asset_id, free_port
 from tests.cluster.test_multiprocess import f32
-from tests.cluster.test_same_as_run import CLOCK, RUN_MODBUS_HOST, Pair, pair  # noqa: F401
+from tests.cluster.test_same_as_run import (  # noqa: F401
+    CLOCK,
+    RUN_MODBUS_HOST,
+    Pair,
+    pair,
+    start_side_by_side,
+)
 
 A1, A2, A3, A4 = (asset_id(i) for i in range(1, 5))  # shard 0: B1, B3; shard 1: B2, B4
 
@@ -204,16 +208,7 @@ async def shipped_pair(cluster: Cluster) -> AsyncIterator[Pair]:
         text = text.replace(old, f"port: {free_port()}, unit_id: 1")
     cluster.assets_file.write_text(text)
     ids = [a["id"] for a in yaml.safe_load(text)["assets"]]
-    run_port = free_port()
-    log = (cluster.tmp / "run.log").open("ab")
-    cmd = [
-        sys.executable, "-m", "bess_sim", "run", "--assets", str(cluster.assets_file),
-        "--http-port", str(run_port), "--modbus-host", RUN_MODBUS_HOST, *CLOCK,
-    ]  # fmt: skip
-    cluster.procs["run"] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
-    cluster.start("headend", "headend", "--http-port", str(cluster.http_port), *CLOCK)
-    cluster.start("agent0", "agent", "--shard", "0/2", *CLOCK)
-    cluster.start("agent1", "agent", "--shard", "1/2", *CLOCK)
+    run_port = start_side_by_side(cluster)
     async with (
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{run_port}", timeout=10) as run,
         httpx.AsyncClient(base_url=cluster.base_url, timeout=10) as head,
