@@ -156,3 +156,50 @@ def test_start_time_at_end_of_calendar_exits_2(tmp_path: Path) -> None:
     res = _bess("run", "--start-time", "9999-12-31T23:59:58Z", "--assets", str(_assets(tmp_path)))
     assert res.returncode == 2
     assert "start_time" in res.stderr and "Traceback" not in res.stderr
+
+
+def _main_with_cli(monkeypatch: pytest.MonkeyPatch, cli_main: object) -> int:
+    """``bess_sim.__main__.main`` with the CLI replaced; the test process's own signal
+    handlers are put back afterwards."""
+    import bess_sim.cli
+    from bess_sim.__main__ import main
+
+    monkeypatch.setattr(bess_sim.cli, "main", cli_main)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return main([])
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def test_a_signal_wrapped_by_import_machinery_still_exits_0(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CI once failed with exit 1: SIGTERM landed inside a dataclass field's ``__set_name__``
+    while ``faults.view`` was imported, and Python 3.11 re-raised it as ``RuntimeError: Error
+    calling __set_name__`` with the interrupt as its cause. Reproduced here deterministically."""
+    from bess_sim.__main__ import Interrupted
+
+    class Field:
+        def __set_name__(self, owner: type, name: str) -> None:
+            raise Interrupted(signal.SIGTERM)
+
+    def cli_main(argv: object) -> int:
+        type("AssetView", (), {"biases": Field()})  # as a class body being executed would
+        return 1
+
+    assert _main_with_cli(monkeypatch, cli_main) == 0
+
+
+def test_an_unrelated_error_during_start_up_is_not_taken_for_a_signal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def cli_main(argv: object) -> int:
+        try:
+            raise ValueError("inner")
+        except ValueError as exc:
+            raise RuntimeError("outer") from exc
+
+    with pytest.raises(RuntimeError, match="outer"):
+        _main_with_cli(monkeypatch, cli_main)

@@ -72,8 +72,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .cli import main as cli_main
 
         return cli_main(argv)
-    except Interrupted:
-        return 0
+    except BaseException as exc:
+        if _caused_by_interrupt(exc):
+            return 0
+        raise
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """True when ``exc`` is, or was raised while handling, our :class:`Interrupted`.
+
+    The signal can land anywhere during the imports, and some machinery re-wraps what it
+    raises: a dataclass field's ``__set_name__`` hit by it surfaced as ``RuntimeError: Error
+    calling __set_name__`` (Python 3.11, seen in CI) with the interrupt as its cause.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, Interrupted):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 if __name__ == "__main__":
