@@ -74,3 +74,19 @@ def test_mirror_keeps_the_newer_version_of_a_redelivered_record() -> None:
     mirror.record(rec)  # redelivered after the newer version: ignored
     assert mirror.dispatch_record(rec.id) == done
     assert seen == [rec, done]
+
+
+def test_the_cache_is_bounded_by_rows_as_well() -> None:
+    fleet = _fleet()
+    msgs = [
+        wire.encode_snapshots(Shard(0, 1), i, float(i), fleet.advance(1.0)) for i in range(1, 5)
+    ]
+    rows = len(wire.decode_snapshots(msgs[0]).snapshots)
+    assert rows > 1
+    cache = DecodeCache(size=100, max_rows=2 * rows)  # room for two messages
+    for m in msgs:
+        cache.decode(m)
+    cache.decode(msgs[1])  # evicted by the row bound: decoded again
+    assert (cache.hits, cache.misses) == (0, 5)
+    cache.decode(msgs[3])  # kept
+    assert cache.hits == 1

@@ -27,6 +27,28 @@ def test_snapshots_round_trip() -> None:
     assert (batch.shard, batch.tick, batch.sim_time_s) == (0, 1, 1.0)
 
 
+def test_rows_of_another_field_order_decode_by_name_and_a_short_row_is_refused() -> None:
+    import gc
+
+    fleet = Fleet(load_assets(ASSETS), datetime(2026, 1, 1, tzinfo=UTC))
+    snaps = fleet.advance(1.0)
+    msg = wire.loads(wire.encode_snapshots(Shard(0, 1), 1, 1.0, snaps))
+    batch = wire.batch_of(wire.loads(wire.dumps(msg)))
+    assert batch.snapshots == snaps  # the positional fast path
+    assert not any(gc.is_tracked(s) for s in batch.snapshots)  # as the tick's (sim/untrack.py)
+    # Another version's field order: matched by name.
+    order = list(reversed(range(len(msg["fields"]))))
+    other = {
+        **msg,
+        "fields": [msg["fields"][i] for i in order],
+        "rows": [[row[i] for i in order] for row in msg["rows"]],
+    }
+    assert wire.batch_of(other).snapshots == snaps
+    msg["rows"][0] = msg["rows"][0][:-1]
+    with pytest.raises(ValueError, match="fields"):
+        wire.batch_of(msg)
+
+
 def test_records_and_requests_round_trip() -> None:
     fleet = Fleet(load_assets(ASSETS), datetime(2026, 1, 1, tzinfo=UTC))
     aid = fleet.specs[0].id

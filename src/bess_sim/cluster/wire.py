@@ -17,6 +17,7 @@ from typing import Any
 from ..faults import Fault, FaultKind, FaultState
 from ..sim import DispatchRecord, DispatchRequest, DispatchSource, DispatchStatus, Snapshot
 from ..sim.models import GridState
+from ..sim.untrack import untrack
 
 #: An agent silent this long has its assets shown ``offline`` and its commands answered 503:
 #: 2.5 s of silence plus the 0.5 s heartbeat period keeps "offline within 3 s of the agent
@@ -135,8 +136,19 @@ def loads(data: bytes) -> Any:
 _TS = Snapshot._fields.index("timestamp")
 
 
-def _row(s: Snapshot) -> list[Any]:
-    return [*s[:_TS], s.timestamp.isoformat(), *s[_TS + 1 :]]
+def _rows(snaps: Sequence[Snapshot]) -> list[list[Any]]:
+    # A tick's snapshots share one timestamp: formatted once, not per row.
+    stamps: dict[datetime, str] = {}
+    rows = []
+    for s in snaps:
+        row = list(s)
+        ts = s.timestamp
+        text = stamps.get(ts)
+        if text is None:
+            text = stamps[ts] = ts.isoformat()
+        row[_TS] = text
+        rows.append(row)
+    return rows
 
 
 def encode_snapshots(
@@ -181,12 +193,12 @@ def snapshots_msg(
         "part": part,  # this message is part ``part`` of ``parts`` of the tick
         "parts": parts,
         "fields": Snapshot._fields,
-        "rows": [_row(s) for s in snaps],
+        "rows": _rows(snaps),
     }
     if watchdog:
         msg["watchdog"] = {aid: list(v) for aid, v in watchdog.items()}
     if rest:
-        msg["rest"] = [_row(s) for s in rest]
+        msg["rest"] = _rows(rest)
     return msg
 
 
@@ -209,12 +221,36 @@ class TelemetryBatch:
 
 
 def _snapshots(fields: list[str], rows: list[list[Any]]) -> list[Snapshot]:
+    if tuple(fields) != Snapshot._fields:
+        return [_by_name(fields, row) for row in rows]
+    # The usual case (agent and headend of one version): rows are already in field order.
+    # Measured on the 2-core build machine, a message of 2,000 rows: 8.5 ms decoded by name (a
+    # dict and a keyword call per row; ~60 % of the headend's busy CPU at 40k assets, py-spy)
+    # against 2.5 ms here, 1.6 ms of it json.loads; a tick's rows share one timestamp, parsed
+    # once.
+    make = Snapshot._make
+    width = len(Snapshot._fields)
+    stamps: dict[str, datetime] = {}
     snaps = []
     for row in rows:
-        d = dict(zip(fields, row, strict=True))
-        d["timestamp"] = datetime.fromisoformat(d["timestamp"])
-        snaps.append(Snapshot(**d))
+        if len(row) != width:
+            raise ValueError(f"telemetry row of {len(row)} fields, expected {width}")
+        text = row[_TS]
+        stamp = stamps.get(text)
+        if stamp is None:
+            stamp = stamps[text] = datetime.fromisoformat(text)
+        row[_TS] = stamp
+        snap = make(row)
+        untrack(snap)  # as the tick does: never in a cycle (sim/untrack.py)
+        snaps.append(snap)
     return snaps
+
+
+def _by_name(fields: list[str], row: list[Any]) -> Snapshot:
+    # Another version's field order (or a field this one lacks a default for: an error).
+    d = dict(zip(fields, row, strict=True))
+    d["timestamp"] = datetime.fromisoformat(d["timestamp"])
+    return Snapshot(**d)
 
 
 def decode_snapshots(data: bytes) -> TelemetryBatch:
