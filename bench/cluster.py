@@ -16,9 +16,8 @@ Per topology, over ``--seconds`` of steady running:
   heartbeats, ``tick_ms``; agents serve no HTTP) — the worst agent's p99; for ``run`` the
   ``bess_tick_duration_seconds`` histogram of /metrics (a bucket bound, shown as ``≤``);
 - **ingest rows/s**: snapshots the headend (or the single process) took in per second
-  (``bess_ticks`` of /metrics counts one per telemetry message: shards × parts per tick),
-  beside the offered rows/s, and the headend's CPU share (``/proc``): rows/s ÷ CPU share is
-  its ingest capacity estimate;
+  (``bess_telemetry_rows`` of /metrics), beside the offered rows/s, and the headend's CPU
+  share (``/proc``): rows/s ÷ CPU share is its ingest capacity estimate;
 - **telemetry lag p99**: arrival time of ``/ws/telemetry?asset_id=`` messages (one asset per
   shard) minus their simulated timestamp, above the smallest such age of that shard in the run
   (each process's first tick fixes its own offset): how much later than its best a tick shows;
@@ -212,16 +211,6 @@ async def _dispatches(
             await asyncio.sleep(rng.uniform(0, 0.05))
 
 
-def _messages_per_tick(n_assets: int, agents: int) -> int:
-    """Telemetry messages the headend receives per fleet tick (1 for ``run``)."""
-    if not agents:
-        return 1
-    from bess_sim.cluster.wire import parts_of
-
-    sizes = [len(range(k, n_assets, agents)) for k in range(agents)]  # index mod N == K
-    return sum(len(parts_of(n)) for n in sizes)
-
-
 async def _measure(
     base: str, ids: list[str], agents: int, prefix: str, seconds: float, head_pid: int
 ) -> dict[str, Any]:
@@ -252,14 +241,11 @@ async def _measure(
     for t in tasks:
         await t  # a listener or the dispatch loop that failed fails the topology
     elapsed = t1 - t0
-    batches = m1.get("bess_ticks_total", 0.0) - m0.get("bess_ticks_total", 0.0)
-    # The headend counts one "tick" per telemetry message: per shard and tick, one message
-    # per wire.PART_ROWS snapshots (the single process: one per tick).
-    per_tick = _messages_per_tick(len(ids), agents)
+    rows = m1.get("bess_telemetry_rows_total", 0.0) - m0.get("bess_telemetry_rows_total", 0.0)
     written = m1.get("bess_db_written_rows_total", 0.0) - m0.get("bess_db_written_rows_total", 0.0)
     lag = [a - min(v) for v in ages.values() if v for a in v]
     out: dict[str, Any] = {
-        "ingest_rows_per_s": batches / per_tick * len(ids) / elapsed,
+        "ingest_rows_per_s": rows / elapsed,
         "offered_rows_per_s": len(ids) / 1.0,
         "head_cpu_share": (cpu1 - cpu0) / elapsed,
         "db_rows_per_s": written / elapsed if "bess_db_written_rows_total" in m1 else None,

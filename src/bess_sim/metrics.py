@@ -10,7 +10,17 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.ticks = Counter("bess_ticks", "Simulation ticks run", registry=r)
+        self.ticks = Counter(
+            "bess_ticks",
+            "Simulation ticks run (on a headend: ticks every agent has delivered in full)",
+            registry=r,
+        )
+        self.telemetry_rows = Counter(
+            "bess_telemetry_rows",
+            "Telemetry snapshots handed to the sinks, one per asset and tick (on a headend: "
+            "the agents' snapshots it mirrored)",
+            registry=r,
+        )
         self.tick_duration = Histogram(
             "bess_tick_duration_seconds",
             "Wall time spent in one tick (physics + publishing)",

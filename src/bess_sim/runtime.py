@@ -216,6 +216,7 @@ class Runtime:
             m.tick_duration.observe(time.perf_counter() - started)
             m.tick_loop_held.observe(held)
             m.ticks.inc()
+            m.telemetry_rows.inc(len(snapshots))
             m.sim_time.set(self.fleet.sim_time_s)
 
     def tick(self, dt_s: float) -> list[Snapshot]:
@@ -229,6 +230,7 @@ class Runtime:
             sink.publish(snapshots)
         self.metrics.tick_duration.observe(time.perf_counter() - started)
         self.metrics.ticks.inc()
+        self.metrics.telemetry_rows.inc(len(snapshots))
         self.metrics.sim_time.set(self.fleet.sim_time_s)
         return snapshots
 

@@ -410,6 +410,7 @@ async def test_metrics(client: httpx.AsyncClient, runtime: Runtime) -> None:
     assert r.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     text = r.text
     assert "bess_ticks_total 4.0" in text
+    assert f"bess_telemetry_rows_total {4.0 * len(runtime.fleet.specs)}" in text
     assert "bess_tick_duration_seconds_bucket" in text
     assert 'bess_dispatches_total{source="rest",status="accepted"} 1.0' in text
     assert 'bess_dispatches_total{source="rest",status="rejected"} 1.0' in text

@@ -313,6 +313,14 @@ async def test_registration_same_as_run(cluster: Cluster, pair: Pair) -> None:
     await pair.same("GET", "/assets")
 
 
+async def _counters(client: httpx.AsyncClient) -> dict[str, float]:
+    text = (await client.get("/metrics")).text
+    value = {
+        line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line[:1] != "#"
+    }
+    return {"ticks": value["bess_ticks_total"], "rows": value["bess_telemetry_rows_total"]}
+
+
 async def test_commands_and_reads_same_as_run(pair: Pair) -> None:
     """Dispatch, trip/reset and the reads after a step, side by side (issue 14's "same API
     against both topologies", for the routes forwarded before this file)."""
@@ -330,10 +338,18 @@ async def test_commands_and_reads_same_as_run(pair: Pair) -> None:
     a, _ = await pair.same("POST", "/dispatch", json={"asset_id": A2, "mw": 1})
     assert a.status_code == 422 and "tripped" in a.json()["detail"]
     await pair.same("POST", f"/assets/{asset_id(99)}/trip")
+    before = [await _counters(c) for c in (pair.run, pair.head)]
     await pair.same("POST", "/sim/step", json={"seconds": 5})
     a, _ = await pair.same("POST", f"/assets/{A2}/reset")
     assert a.json()["status"] != "fault"
     await pair.same("POST", "/sim/step", json={"seconds": 2})
+    # /metrics counts ticks and rows as `run` does (the headend once counted one tick per
+    # telemetry message: shards x parts per tick).
+    after = [await _counters(c) for c in (pair.run, pair.head)]
+    run_delta, head_delta = (
+        {k: a[k] - b[k] for k in a} for a, b in zip(after, before, strict=True)
+    )
+    assert run_delta == head_delta == {"ticks": 7.0, "rows": 28.0}, (run_delta, head_delta)
     for aid in (A1, A2, A3, A4):
         await pair.same("GET", f"/telemetry/{aid}")
         await pair.same("GET", f"/telemetry/{aid}/history", params={"limit": 10})

@@ -162,6 +162,8 @@ class Headend(Runtime):
         self._offline: set[int] = set()
         self._shard_count: int | None = None  # N, from the agents' heartbeats
         self._shard_tick: dict[int, int] = {}  # shard → newest tick mirrored
+        #: Newest tick every shard has delivered in full (bess_ticks); None before the first.
+        self._fleet_tick: int | None = None
         #: With a database: its rows come from a durable consumer of their own (ingest.py).
         self._ingest: DurableIngest | None = None
         self._decode: Callable[[bytes], wire.TelemetryBatch] = wire.decode_snapshots
@@ -251,6 +253,7 @@ class Headend(Runtime):
         self._seen(batch.shard)
         if batch.last_part:  # a step waits for every part of its tick (wire.PART_ROWS)
             self._shard_tick[batch.shard] = max(self._shard_tick.get(batch.shard, 0), batch.tick)
+            self._count_ticks()
         snaps = self.mirror.apply(batch)
         self.fault_mirror.apply_views(batch)
         if batch.tick > 0:
@@ -274,8 +277,21 @@ class Headend(Runtime):
             # last message and may skip ticks (headend restart), so it must not.
             if self._ingest is None or sink is not self.storage:
                 sink.publish(snaps)
-        self.metrics.ticks.inc()
+        self.metrics.telemetry_rows.inc(len(snaps))
         self.metrics.sim_time.set(self.fleet.sim_time_s)
+
+    def _count_ticks(self) -> None:
+        # bess_ticks counts what `run` counts, whole-fleet ticks (one message per shard and
+        # part used to count as one), from the first one this headend saw complete.
+        n = self._shard_count
+        if n is None or len(self._shard_tick) < n:
+            return
+        done = min(self._shard_tick.values())
+        if self._fleet_tick is None:
+            self._fleet_tick = done  # the agents' start-up state (tick 0), or a later join
+        elif done > self._fleet_tick:
+            self.metrics.ticks.inc(done - self._fleet_tick)
+            self._fleet_tick = done
 
     async def _watch(self) -> None:
         while True:
