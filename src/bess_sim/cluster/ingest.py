@@ -160,9 +160,8 @@ class DurableIngest:
             return
         # An agent's start-up state (tick 0) is mirrored, not recorded (as headend.py): a single
         # process's database begins with its first tick too.
-        snaps = (
-            [s for s in batch.snapshots if self._fleet.has_asset(s.asset_id)] if batch.tick else []
-        )
+        has = self._fleet.has_asset
+        snaps = [s for s in batch.snapshots if has(s.asset_id)] if batch.tick else []
         self._msg_rows = max(self._msg_rows, len(snaps))
         dropped = self._storage.dropped_rows
         if snaps:
