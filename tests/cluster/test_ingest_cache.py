@@ -62,7 +62,7 @@ def test_dispatch_queue_holds_a_version_until_written_or_replaced() -> None:
 
 
 def test_mirror_keeps_the_newer_version_of_a_redelivered_record() -> None:
-    from bess_sim.cluster.headend import MirrorFleet
+    from bess_sim.cluster.mirror import MirrorFleet
 
     rec = _fleet().dispatch(DispatchRequest(load_assets(ASSETS).assets[0].id, 1.0))
     mirror = MirrorFleet(load_assets(ASSETS), datetime(2026, 1, 1, tzinfo=UTC))

@@ -43,7 +43,8 @@ from ..sim import Snapshot
 from ..sim.model import TelemetrySink
 
 if TYPE_CHECKING:
-    from .headend import Headend, MirrorFleet
+    from .headend import Headend
+    from .mirror import MirrorFleet
 
 log = logging.getLogger("bess_sim.cluster")
 
