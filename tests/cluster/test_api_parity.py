@@ -5,13 +5,14 @@ its Modbus ports on 127.0.0.2, the agents on 127.0.0.1: same ports, no clash).
 
 Every check runs on both (``api`` is parametrized); where the answer must be the same the
 bodies of the two are compared. Both deployments receive the same requests in the same order,
-so their simulated state stays identical. Routes the headend does not forward yet answer 501
-there and are checked to (no faked parity)."""
+so their simulated state stays identical. The database run also sets ``BESS_API_TOKEN`` on both
+(the clients send it; ``test_auth_is_the_same_on_both`` checks the 401s)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -35,6 +36,9 @@ IDS = [asset_id(i) for i in range(1, 5)]
 UNKNOWN = "7c1e2d3f-4a5b-4c6d-8e7f-999999999999"
 START = "2026-01-01T00:00:00Z"
 TOPOLOGIES = ("run", "headend")
+STATIC_FILES = sorted(
+    p for p in (Path(__file__).parents[2] / "src/bess_sim/api/static").iterdir() if p.is_file()
+)
 
 
 @dataclass
@@ -42,6 +46,8 @@ class Deployments:
     tmp: Path
     urls: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]]
+    #: BESS_API_TOKEN of both APIs (the database run sets one), or None.
+    token: str | None = None
 
     def logs(self) -> str:
         return "\n".join(
@@ -50,10 +56,15 @@ class Deployments:
         )
 
 
-def _start(tmp: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+def _start(
+    tmp: Path, name: str, args: list[str], token: str | None = None
+) -> subprocess.Popen[bytes]:
     out = (tmp / f"{name}.log").open("ab")
     cmd = [sys.executable, "-m", "bess_sim", *args]
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    env = {k: v for k, v in os.environ.items() if k != "BESS_API_TOKEN"}
+    if token is not None:
+        env["BESS_API_TOKEN"] = token
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
 async def _wait_online(base: str, d: Deployments) -> None:
@@ -95,12 +106,14 @@ def deployments(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployments]:
     """Both topologies; with ``database`` each has a fresh PostgreSQL database of its own
-    (history is then read from it on both)."""
+    (history is then read from it on both) and both APIs need a bearer token for changes."""
     tmp = tmp_path_factory.mktemp("parity")
     dbs = {t: f"bess_test_{uuid.uuid4().hex[:12]}" for t in TOPOLOGIES}
     db_args = {t: [] for t in TOPOLOGIES}
+    token = None
     if request.param == "database":
         db_args = {t: ["--database-url", _database("create", dbs[t])] for t in TOPOLOGIES}
+        token = f"t-{uuid.uuid4().hex}"
     assets = tmp / "assets.yaml"
     write_cluster_assets(assets, [free_port() for _ in IDS])
     prefix = f"p{uuid.uuid4().hex[:10]}"
@@ -115,18 +128,20 @@ def deployments(
                 *("run", *common, *db_args["run"], "--http-port", str(ports["run"])),
                 *("--modbus-host", "127.0.0.2"),
             ],
+            token,
         ),
         "headend": _start(
             tmp,
             "headend",
             ["headend", *common, *nats, *db_args["headend"], "--http-port", str(ports["headend"])],
+            token,
         ),
     }
     for k in range(2):
         procs[f"agent{k}"] = _start(
             tmp, f"agent{k}", ["agent", *common, *nats, "--shard", f"{k}/2"]
         )
-    d = Deployments(tmp, {t: f"http://127.0.0.1:{p}" for t, p in ports.items()}, procs)
+    d = Deployments(tmp, {t: f"http://127.0.0.1:{p}" for t, p in ports.items()}, procs, token)
     try:
         for t in TOPOLOGIES:
             asyncio.run(_wait_online(d.urls[t], d))
@@ -149,9 +164,12 @@ def deployments(
 
 @pytest.fixture
 async def both(deployments: Deployments) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    auth = {} if deployments.token is None else {"Authorization": f"Bearer {deployments.token}"}
     async with (
-        httpx.AsyncClient(base_url=deployments.urls["run"], timeout=15) as run,
-        httpx.AsyncClient(base_url=deployments.urls["headend"], timeout=15) as headend,
+        httpx.AsyncClient(base_url=deployments.urls["run"], timeout=15, headers=auth) as run,
+        httpx.AsyncClient(
+            base_url=deployments.urls["headend"], timeout=15, headers=auth
+        ) as headend,
     ):
         yield {"run": run, "headend": headend}
 
@@ -215,6 +233,8 @@ async def test_reads_are_the_same_on_both(both: dict[str, httpx.AsyncClient]) ->
         "/assets",
         f"/assets/{IDS[0]}",
         "/sites",
+        "/",  # the dashboard page and its own JS/CSS (no CDN)
+        *(f"/static/{f.name}" for f in STATIC_FILES),
         "/telemetry",  # no collection route in either (per asset only): the same 404
         *(f"/telemetry/{a}" for a in IDS),
         f"/assets/{UNKNOWN}",
@@ -372,3 +392,48 @@ async def test_bad_mutations_answer_the_same_on_both(
     assert run.status_code != 501 and run.status_code < 500, run.text
     assert headend.status_code == run.status_code, (run.text, headend.text)
     assert headend.json() == run.json()
+
+
+# ------------------------------------------------------------------ scenario API errors
+async def test_scenario_api_errors_are_the_same_on_both(
+    both: dict[str, httpx.AsyncClient],
+) -> None:
+    """No scenario has run in this module: current/stop are 404 on both; a file naming an
+    unknown asset, a bad field or a bad step is the same 422 (step and field named)."""
+    assert (await _same(both, "GET", "/scenarios/current"))[0] == 404
+    assert (await _same(both, "POST", "/scenarios/current/stop"))[0] == 404
+    base: dict[str, Any] = {"name": "parity", "tick_interval_s": 1}
+    for steps in (
+        [{"at": 0, "dispatch": {"asset": "NO-SUCH", "mw": 1}}],
+        [{"at": 0, "expect": {"asset": "B1", "field": "no_field", "op": "==", "value": 0}}],
+        [{"at": -1, "dispatch": {"asset": "B1", "mw": 1}}],
+        [{"at": 0, "expect": {"asset": "B1", "field": "soc_pct", "op": "~=", "value": 0}}],
+    ):
+        status, body = await _same(both, "POST", "/scenarios", json={**base, "steps": steps})
+        assert status == 422, body
+    assert (await _same(both, "GET", "/scenarios/current"))[0] == 404  # nothing started
+
+
+# ------------------------------------------------------------------ auth (BESS_API_TOKEN)
+async def test_auth_is_the_same_on_both(deployments: Deployments) -> None:
+    """With a token (the database run) a change without it, or with a wrong one, is the same
+    401 on both and changes nothing; reads need none. Without a token (the memory run) no
+    request is refused for its header."""
+    headers: list[dict[str, str]] = [{}, {"Authorization": "Bearer wrong"}]
+    answers: dict[str, list[tuple[int, Any]]] = {}
+    for t in TOPOLOGIES:
+        async with httpx.AsyncClient(base_url=deployments.urls[t], timeout=15) as c:
+            before = (await c.get(f"/telemetry/{IDS[2]}")).json()
+            got = []
+            for h in headers:
+                # mw "lots" fails validation, so even an accepted header changes nothing.
+                r = await c.post("/dispatch", json={"asset_id": IDS[2], "mw": "lots"}, headers=h)
+                got.append((r.status_code, r.json()))
+                r = await c.post("/sim/step", json={"seconds": "x"}, headers=h)
+                got.append((r.status_code, r.json()))
+            r = await c.get(f"/telemetry/{IDS[2]}")
+            assert r.status_code == 200 and r.json() == before, t  # nothing changed
+            answers[t] = got
+    assert answers["run"] == answers["headend"]
+    expected = 401 if deployments.token is not None else 422
+    assert [status for status, _ in answers["run"]] == [expected] * 4, answers["run"]
