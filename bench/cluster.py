@@ -22,6 +22,8 @@ Per topology, over ``--seconds`` of steady running:
   shard) minus their simulated timestamp, above the smallest such age of that shard in the run
   (each process's first tick fixes its own offset): how much later than its best a tick shows;
 - **dispatch p99**: sequential ``POST /dispatch`` round trip;
+- after that window, the **forwarded commands** (faults, grid, registration;
+  ``bench/cluster_commands.py``), ``--command-rounds`` sequential rounds, in a second table;
 - with ``--database-url``: **db rows/s**, rows the database writer committed per second
   (``bess_db_written_rows``; the headend's come from its durable consumer). The database is
   reset (``--reset-db``) for each topology.
@@ -58,6 +60,7 @@ import httpx
 import websockets
 import yaml
 
+from . import cluster_commands
 from .common import PYTHON, asset_uuid, cpu_seconds, fleet_data, free_port, port_block, summary_ms
 
 NATS = "nats://127.0.0.1:4222"  # replaced by main(): the bench's own server or --nats
@@ -212,7 +215,13 @@ async def _dispatches(
 
 
 async def _measure(
-    base: str, ids: list[str], agents: int, prefix: str, seconds: float, head_pid: int
+    base: str,
+    ids: list[str],
+    agents: int,
+    prefix: str,
+    seconds: float,
+    head_pid: int,
+    command_rounds: int,
 ) -> dict[str, Any]:
     shards = max(agents, 1)
     stop = asyncio.Event()
@@ -254,6 +263,10 @@ async def _measure(
         "dispatch_503": len(failed),
         "dispatch_503_example": failed[0][:200] if failed else None,
     }
+    if command_rounds:
+        out["commands_ms"] = await cluster_commands.measure(
+            base, ids, rounds=command_rounds, budget_s=max(seconds, 10.0)
+        )
     if agents:
         per_agent = {k: summary_ms([t / 1e3 for t in v]) for k, v in sorted(ticks.items())}
         out["agent_tick_ms"] = per_agent
@@ -266,7 +279,7 @@ async def _measure(
 
 
 def _topology(
-    assets: Path, ids: list[str], agents: int, seconds: float, db: str | None
+    assets: Path, ids: list[str], agents: int, seconds: float, db: str | None, rounds: int
 ) -> dict[str, Any]:
     http = free_port()
     prefix = f"bench{uuid.uuid4().hex[:8]}"
@@ -291,7 +304,7 @@ def _topology(
         probe = ids[: max(agents, 1) * 4] + ids[-max(agents, 1) :]
         _wait_up(base, probe, timeout_s=120 + len(ids) / 100)
         time.sleep(2)
-        out = asyncio.run(_measure(base, ids, agents, prefix, seconds, procs[0].pid))
+        out = asyncio.run(_measure(base, ids, agents, prefix, seconds, procs[0].pid, rounds))
         if not db:
             out["db_rows_per_s"] = None  # the counter exists (at 0) without a database
         return out
@@ -381,7 +394,9 @@ def _grid(args: argparse.Namespace, groups: int, max_payload: int) -> list[dict[
                             f"a telemetry message (~{message_b / 1e6:.1f} MB) exceeds the "
                             f"server's max_payload ({max_payload / 1e6:.1f} MB)"
                         )
-                    row |= _topology(path, ids, agents, args.seconds, args.database_url)
+                    row |= _topology(
+                        path, ids, agents, args.seconds, args.database_url, args.command_rounds
+                    )
                 except Exception as exc:  # one failed topology does not lose the others
                     row["error"] = f"{type(exc).__name__}: {exc}"
                 results.append(row)
@@ -395,6 +410,12 @@ def main() -> None:
     ap.add_argument("--agents", type=_ints, default=[1, 2], help="agent counts, e.g. 1,2,4")
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per topology")
     ap.add_argument("--no-single", action="store_true", help="skip the bess-sim run baseline")
+    ap.add_argument(
+        "--command-rounds",
+        type=int,
+        default=20,
+        help="rounds of the forwarded commands after the window (0: none)",
+    )
     ap.add_argument("--output", type=Path, help="also write the results as JSON here")
     ap.add_argument("--nats", help="use this NATS server (default: one of the bench's own)")
     ap.add_argument(
@@ -421,6 +442,9 @@ def main() -> None:
         args.output.write_text(json.dumps(doc, indent=1))
     print()
     print(table(results))
+    if args.command_rounds:
+        print()
+        print(cluster_commands.table(results))
     print(json.dumps(doc, indent=1))
 
 
