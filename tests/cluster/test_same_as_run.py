@@ -109,6 +109,17 @@ async def read_error(host: str, port: int, unit: int = 1) -> int | None:
         mb.close()
 
 
+async def comm_effects(client: httpx.AsyncClient) -> dict[str, float]:
+    """``bess_fault_comm_effects_total`` by outcome, from ``/metrics``."""
+    text = (await client.get("/metrics")).text
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith('bess_fault_comm_effects_total{outcome="'):
+            labels, value = line.rsplit(" ", 1)
+            found[labels.split('"')[1]] = float(value)
+    return found
+
+
 async def test_faults_same_as_run(cluster: Cluster, pair: Pair) -> None:
     ports = cluster.modbus_ports
     # Refused alike: bad kind, unknown asset, unserved port, port on a device kind.
@@ -131,6 +142,17 @@ async def test_faults_same_as_run(cluster: Cluster, pair: Pair) -> None:
     assert await read_error(RUN_MODBUS_HOST, ports[0]) == 4
     assert await read_error("127.0.0.1", ports[0]) == 4
     assert await read_error("127.0.0.1", ports[2]) is None  # A3, same agent, untouched
+    # A plain exception (no such unit) is not a fault's effect: counted by neither.
+    assert await read_error(RUN_MODBUS_HOST, ports[2], unit=99) is not None
+    assert await read_error("127.0.0.1", ports[2], unit=99) is not None
+    # The fault's effect is counted on the headend as in one process (reported by agent 0).
+    run_effects = await comm_effects(pair.run)
+    assert run_effects == {"exception": 1.0}, run_effects
+
+    async def head_counted() -> bool:
+        return await comm_effects(pair.head) == run_effects
+
+    await until("the headend to count the agent's comm effect", head_counted, 10)
 
     # A view fault: REST shows the override on both (the headend from agent 0's rows).
     await pair.same(

@@ -67,17 +67,28 @@ class Agent(Runtime):
         # the heartbeat carries them (bench/cluster.py reports their p99).
         self._tick_ms: list[float] = []
         self._step_faults: list[Fault] | None = None  # faults changed by the step under way
-        # Modbus comm events (exceptions, drops, ...) go to the headend's listeners: the
-        # scenario scorecard runs there (cluster/scenario_target.py).
-        self._comm_listeners.append(self._forward_comm)
+        # Modbus comm events go to the headend: its listeners (the scenario scorecard runs
+        # there, cluster/scenario_target.py) and, for a fault's effects, its
+        # bess_fault_comm_effects counter. A plain exception answer comes from the Modbus
+        # service's listeners (this list); a fault's effect from the fault book
+        # (``_comm_event`` below), so the two are told apart on the wire.
+        self._comm_listeners.append(self._forward_plain_comm)
         self._comm_tasks: set[asyncio.Task[None]] = set()
 
     async def _start_http(self) -> None:
         """Agents serve no HTTP: the headend does."""
 
-    def _forward_comm(self, asset_id: str | None, port: int, kind: str) -> None:
+    def _forward_plain_comm(self, asset_id: str | None, port: int, kind: str) -> None:
+        self._forward_comm(asset_id, port, kind, fault=False)
+
+    def _comm_event(self, asset_id: str | None, port: int, kind: str) -> None:
+        # The fault book's listener (Runtime.__init__): forwarded as a fault's effect only,
+        # not also through this process's listeners (they hold ``_forward_plain_comm``).
+        self._forward_comm(asset_id, port, kind, fault=True)
+
+    def _forward_comm(self, asset_id: str | None, port: int, kind: str, *, fault: bool) -> None:
         # Core NATS, best effort: an event while the bus is down is lost (docs/scale-out.md).
-        payload = wire.dumps({"asset_id": asset_id, "port": port, "kind": kind})
+        payload = wire.dumps({"asset_id": asset_id, "port": port, "kind": kind, "fault": fault})
         subject = self.bus.subjects.comm(self.shard.index)
 
         async def send() -> None:

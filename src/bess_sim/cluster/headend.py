@@ -239,10 +239,15 @@ class Headend(Runtime):
 
     async def _on_comm(self, data: bytes) -> None:
         event = wire.loads(data)
-        asset_id = event.get("asset_id")
-        self._comm_event(
-            None if asset_id is None else str(asset_id), int(event["port"]), str(event["kind"])
-        )
+        raw_id = event.get("asset_id")
+        asset_id = None if raw_id is None else str(raw_id)
+        port, kind = int(event["port"]), str(event["kind"])
+        if event.get("fault"):
+            # A fault's effect: through the fault book, as in one process (its listeners
+            # count bess_fault_comm_effects and call the comm listeners).
+            self.faults.notify_comm(asset_id, port, kind)
+        else:
+            self._comm_event(asset_id, port, kind)
 
     @property
     def offline_agents(self) -> list[int]:
