@@ -7,7 +7,7 @@ the headend), every fault change, and a heartbeat; answers dispatch, trip/reset,
 grid, registration and step commands over request–reply with the same record or error a
 single process gives (its own fleet, fault book and registry do the work). What a restart
 needs beyond the last telemetry message is kept in the KV bucket (dispatch in effect, open
-faults, grid, registrations)."""
+faults, grid, registrations) and read back by ``resume.py``."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from ..registry import RegistrationError
 from ..runtime import ClockModeError, Runtime, TickFailedError
 from ..settings import Settings
 from ..sim import DispatchRecord, DispatchStatus, FleetConfig, Snapshot, UnknownAssetError
-from ..sim.model import Alarm, Status
 from . import wire
 from .bus import Bus
+from .resume import load_registered, resume
 from .wire import Shard, Subjects
 
 log = logging.getLogger("bess_sim.cluster")
@@ -108,8 +108,8 @@ class Agent(Runtime):
         bus = await self._stack.enter_async_context(self.bus)
         await bus.ensure_streams()
         subjects = bus.subjects
-        await self._load_registered()
-        await self._resume()
+        await load_registered(bus, self.shard, self.registry)
+        await resume(bus, self.shard, self.fleet, self.faults, self.fault_wiring)
         await bus.serve(subjects.command(self.shard.index, "dispatch"), self._on_dispatch)
         await bus.serve(subjects.command(self.shard.index, "step"), self._on_step)
         await bus.serve(subjects.command(self.shard.index, "asset"), self._on_asset_command)
@@ -143,124 +143,6 @@ class Agent(Runtime):
             subjects.prefix,
         )
         await super()._start_clock()
-
-    # ------------------------------------------------------------ restart
-    async def _resume(self) -> None:
-        """Back to the last state this shard published (DESIGN §15): SOC, MW (and §10
-        temperature/MVAr), trip, latched alarms and the watchdog's timer from its last
-        telemetry message, the dispatch in effect, open faults and the grid from the KV
-        bucket; simulated time continues after the last published tick, so no (asset, tick)
-        repeats."""
-        bus = self.bus
-        grid = await bus.kv_get(wire.GRID_KEY)
-        if grid is not None:
-            self.fleet.grid = wire.decode_grid(grid)
-        batch = await self._last_published()
-        if batch is None:
-            return
-        last = {s.asset_id: s for s in batch.snapshots if self.fleet.has_asset(s.asset_id)}
-        if not last:
-            return
-        last_ts = max(s.timestamp for s in last.values())
-        self.fleet.resume_at(last_ts)
-        active: dict[str, DispatchRecord] = {}
-        faults: list[Fault] = []
-        mine = wire.fault_key(self.shard.index, "")
-        for key, value in (await bus.kv_items()).items():
-            if key in last:
-                active[key] = wire.decode_record(wire.loads(value))
-            elif key.startswith(mine):
-                faults.append(wire.decode_fault(wire.loads(value)))
-        tripped = 0
-        for aid, snap in last.items():
-            rec = active.get(aid)
-            remaining: float | None = None
-            if rec is not None and rec.duration_s is not None:
-                remaining = rec.duration_s - (last_ts - rec.submitted_at).total_seconds()
-                if remaining <= 0:
-                    rec = None  # it ended while the agent was down
-            timeout_s, age_s = batch.watchdog.get(aid, (None, 0.0))
-            self.fleet.restore(
-                aid,
-                soc_mwhr=snap.soc_mwhr,
-                current_mw=snap.current_mw,
-                active=rec,
-                remaining_s=remaining,
-                temperature_c=snap.temperature_c,
-                current_mvar=snap.current_mvar,
-                heartbeat=snap.heartbeat,
-                heartbeat_age_s=age_s,
-                watchdog_timeout_s=timeout_s,
-                watchdog_alarm=bool(snap.alarms & Alarm.WATCHDOG),
-            )
-            if snap.status == Status.FAULT:
-                # Tripped stays tripped until reset (a trip interrupted its dispatch then,
-                # so none is in the bucket for it).
-                self.fleet.trip(aid, over_temperature=bool(snap.alarms & Alarm.OVER_TEMPERATURE))
-                tripped += 1
-        # After the assets (a freeze holds the restored snapshot); due ones start or end at
-        # the first tick, as they would have.
-        self.faults.restore([f for f in faults if f.asset_id is None or f.asset_id in last])
-        self.fault_wiring.sync()
-        log.info(
-            "agent %d/%d: resumed %d assets (%d dispatches in effect, %d tripped, %d faults) "
-            "from %s",
-            self.shard.index,
-            self.shard.count,
-            len(last),
-            len(active),
-            tripped,
-            len(faults),
-            last_ts.isoformat(),
-        )
-
-    async def _load_registered(self) -> None:
-        """Sites and this shard's assets registered over the headend's API (DESIGN §14),
-        kept in the KV bucket: added (ports bound) before the state is resumed."""
-        items = await self.bus.kv_items()
-        mine = f"asset.{self.shard.index}."
-        todo = [(k, v) for k, v in sorted(items.items()) if k.startswith("site.")]
-        todo += [(k, v) for k, v in items.items() if k.startswith(mine)]
-        for key, value in todo:
-            try:
-                if key.startswith("site."):
-                    await self.registry.add_site(wire.loads(value))
-                else:
-                    await self.registry.add_asset(wire.loads(value))
-            except RegistrationError as exc:
-                log.warning("agent: registration %s not restored: %s", key, exc.detail)
-
-    async def _last_published(self) -> wire.TelemetryBatch | None:
-        """The newest published snapshot of each asset of this shard (every part of the last
-        tick; a part the agent died before publishing leaves its assets one tick older), with
-        the watchdog timers of the same messages."""
-        bus = self.bus
-        s = bus.subjects
-        batches: list[wire.TelemetryBatch] = []
-        part, parts = 0, 1
-        while part < parts:
-            data = await bus.last_message(s.telemetry_stream, s.telemetry(self.shard.index, part))
-            if data is None:
-                break
-            batch = wire.decode_snapshots(data)
-            batches.append(batch)
-            if part == 0:
-                parts = batch.parts
-            part += 1
-        if not batches:
-            return None
-        newest: dict[str, Snapshot] = {}
-        watchdog: dict[str, tuple[float, float]] = {}
-        for batch in batches:
-            for snap in batch.snapshots:
-                seen = newest.get(snap.asset_id)
-                if seen is None or snap.timestamp > seen.timestamp:
-                    newest[snap.asset_id] = snap
-            watchdog.update(batch.watchdog)
-        first = batches[0]
-        return dataclasses.replace(
-            first, snapshots=list(newest.values()), watchdog=watchdog, part=0, parts=1
-        )
 
     # ------------------------------------------------------------ outgoing
     def _enqueue(self, subject: str, payload: bytes, msg_id: str) -> None:
@@ -324,7 +206,7 @@ class Agent(Runtime):
         subject = self.bus.subjects.fault_records(self.shard.index, fault.id)
         payload = wire.dumps(wire.encode_fault(fault))
         self._enqueue(subject, payload, wire.fault_msg_id(self.shard.index, fault))
-        # The open faults per agent, for a restarted agent (``_resume``).
+        # The open faults per agent, for a restarted agent (cluster/resume.py).
         key = wire.fault_key(self.shard.index, fault.id)
         self._keep(key, None if fault.state is FaultState.ENDED else payload)
 
@@ -347,7 +229,7 @@ class Agent(Runtime):
             wire.dumps(wire.encode_record(rec)),
             wire.record_msg_id(rec),
         )
-        # The dispatch in effect per asset, for a restarted agent (``_resume``).
+        # The dispatch in effect per asset, for a restarted agent (cluster/resume.py).
         bus, aid = self.bus, rec.asset_id
         if rec.status is DispatchStatus.ACCEPTED:
             value = wire.dumps(wire.encode_record(rec))
