@@ -3,6 +3,7 @@ reads back, field for field."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -152,3 +153,17 @@ def test_a_tick_is_cut_into_parts_under_the_nats_payload_limit() -> None:
     assert [r for c in cuts for r in rows[c]] == rows
     # A full part of typical rows stays well under NATS's default max_payload (1 MB).
     assert PART_ROWS * 260 < 1_000_000
+
+
+def test_loads_reads_what_json_reads_and_refuses_what_it_refuses() -> None:
+    """orjson first, json for what orjson refuses (NaN, Infinity): the values are json's
+    either way, and bad input is a ValueError as before."""
+    for text in (
+        b'{"a":[1,2.5,null,"x",true],"b":-0.0,"c":1e-300,"d":"\\u00e9"}',
+        b"[NaN,Infinity,-Infinity]",
+        b'{"tick":9223372036854775807,"alarms":65535}',
+    ):
+        assert repr(wire.loads(text)) == repr(json.loads(text))
+    for bad in (b"", b"{", b"[1,]", b"\xff", b"{'a': 1}"):
+        with pytest.raises(ValueError):
+            wire.loads(bad)
