@@ -129,5 +129,37 @@ class Metrics:
             registry=r,
         )
 
+    def add_agent_gauges(self) -> AgentGauges:
+        """The scale-out headend's per-agent gauges (DESIGN §15), in this registry."""
+        return AgentGauges(self.registry)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class AgentGauges:
+    """Per shard agent, on the headend's ``/metrics``: agents serve no HTTP, so the headend
+    shows what their heartbeats say (cluster/headend.py)."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.online = Gauge(
+            "bess_agent_online",
+            "1 while the shard agent is heard from, 0 once it is offline (silent for 2.5 s: "
+            "its assets show offline and commands to them answer 503)",
+            ["shard"],
+            registry=r,
+        )
+        self.assets = Gauge(
+            "bess_agent_assets", "Assets the shard agent serves (its last heartbeat)", ["shard"],
+            registry=r,
+        )  # fmt: skip
+        self.tick = Gauge(
+            "bess_agent_tick", "The shard agent's tick count (its last heartbeat)", ["shard"],
+            registry=r,
+        )  # fmt: skip
+        self.tick_p99 = Gauge(
+            "bess_agent_tick_p99_seconds",
+            "p99 of the wall time of the shard agent's last 120 ticks (from its heartbeats)",
+            ["shard"],
+            registry=r,
+        )

@@ -37,11 +37,33 @@ async def until(what: str, check: object, timeout_s: float = 20.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def agent_gauges(http: httpx.AsyncClient) -> dict[tuple[str, str], float]:
+    """``bess_agent_*`` gauges of the headend's /metrics: (name, shard) → value."""
+    found: dict[tuple[str, str], float] = {}
+    for line in (await http.get("/metrics")).text.splitlines():
+        if line.startswith("bess_agent_"):
+            labels, value = line.rsplit(" ", 1)
+            name, shard = labels.split("{")[0], labels.split('"')[1]
+            found[(name, shard)] = float(value)
+    return found
+
+
 async def test_dispatch_modbus_and_agent_kill(cluster: Cluster, http: httpx.AsyncClient) -> None:
     cluster.start_headend()
     cluster.start_agent(0, 2)
     cluster.start_agent(1, 2)
     await cluster.wait_online(http, [A1, A2, A3, A4])
+
+    # Per-agent gauges from the heartbeats: both online, two assets each, ticking.
+    async def gauges_in() -> bool:
+        g = await agent_gauges(http)
+        return all(g.get(("bess_agent_tick_p99_seconds", k), 0) > 0 for k in "01")
+
+    await until("per-agent tick gauges on the headend", gauges_in)
+    g = await agent_gauges(http)
+    for k in "01":
+        assert g[("bess_agent_online", k)] == 1.0 and g[("bess_agent_assets", k)] == 2.0, g
+        assert g[("bess_agent_tick", k)] >= 1.0 and g[("bess_agent_tick_p99_seconds", k)] < 1.0
 
     # REST dispatch answered by agent 0 (A1 is asset index 0).
     r = await http.post("/dispatch", json={"asset_id": A1, "mw": 5})
@@ -102,6 +124,8 @@ async def test_dispatch_modbus_and_agent_kill(cluster: Cluster, http: httpx.Asyn
         await asyncio.sleep(max(0.0, killed + 3.0 - time.monotonic()))
         for aid in (A2, A4):
             assert (await http.get(f"/telemetry/{aid}")).json()["status"] == "offline"
+        g = await agent_gauges(http)
+        assert (g[("bess_agent_online", "1")], g[("bess_agent_online", "0")]) == (0.0, 1.0), g
         r = await http.post("/dispatch", json={"asset_id": A2, "mw": 1})
         assert r.status_code == 503, r.text
         assert "offline" in r.json()["detail"]
@@ -126,6 +150,7 @@ async def test_dispatch_modbus_and_agent_kill(cluster: Cluster, http: httpx.Asyn
         await cluster.wait_online(http, [A2, A4])
         after = (await http.get(f"/telemetry/{A2}")).json()
         assert after["setpoint_mw"] == -20.0
+        assert (await agent_gauges(http))[("bess_agent_online", "1")] == 1.0
         rows = (await http.get(f"/telemetry/{A2}/history", params={"limit": 1000})).json()
         first = min(
             (r for r in rows if r["timestamp"] > before["timestamp"]),

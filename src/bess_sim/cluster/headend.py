@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bess_sim.cluster")
 
+#: Ticks per agent in bess_agent_tick_p99_seconds (two minutes at 1 Hz).
+AGENT_TICK_WINDOW = 120
 #: How long a command waits for its agent's answer before it is answered 503.
 COMMAND_TIMEOUT_S = 2.0
 
@@ -72,6 +75,9 @@ class Headend(Runtime):
         self._last_seen: dict[int, float] = {}  # shard → monotonic time of last message
         self._offline: set[int] = set()
         self._shard_count: int | None = None  # N, from the agents' heartbeats
+        self._agent_gauges = self.metrics.add_agent_gauges()
+        #: Each agent's last tick wall times (ms), from its heartbeats, for the p99 gauge.
+        self._agent_tick_ms: dict[int, deque[float]] = {}
         self._shard_tick: dict[int, int] = {}  # shard → newest tick mirrored
         #: Newest tick every shard has delivered in full (bess_ticks); None before the first.
         self._fleet_tick: int | None = None
@@ -147,6 +153,8 @@ class Headend(Runtime):
 
     # ------------------------------------------------------------ incoming
     def _seen(self, shard: int) -> None:
+        if shard not in self._last_seen or shard in self._offline:
+            self._agent_gauges.online.labels(str(shard)).set(1)
         self._last_seen[shard] = time.monotonic()
         if shard in self._offline:
             self._offline.discard(shard)
@@ -154,8 +162,18 @@ class Headend(Runtime):
 
     async def _on_heartbeat(self, data: bytes) -> None:
         hb = wire.loads(data)
+        shard = int(hb["shard"])
         self._shard_count = int(hb["of"])
-        self._seen(int(hb["shard"]))
+        self._seen(shard)
+        gauges, label = self._agent_gauges, str(shard)
+        gauges.assets.labels(label).set(int(hb["assets"]))
+        gauges.tick.labels(label).set(int(hb["tick"]))
+        window = self._agent_tick_ms.setdefault(shard, deque(maxlen=AGENT_TICK_WINDOW))
+        window.extend(float(t) for t in hb.get("tick_ms", ()))
+        if window:
+            ordered = sorted(window)
+            p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+            gauges.tick_p99.labels(label).set(p99 / 1e3)
 
     async def _on_telemetry(self, data: bytes) -> None:
         batch = self._decode(data)
@@ -211,6 +229,7 @@ class Headend(Runtime):
             for shard, seen in self._last_seen.items():
                 if shard not in self._offline and now - seen > wire.OFFLINE_AFTER_S:
                     self._offline.add(shard)
+                    self._agent_gauges.online.labels(str(shard)).set(0)
                     log.warning(
                         "headend: agent %d silent for %.1f s: its assets are offline",
                         shard,
