@@ -488,18 +488,40 @@ async def serve(
     validated by the CLI, starts once everything is up."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    starting: asyncio.Task[Runtime] | None = None
+
+    def on_signal() -> None:
+        stop.set()
+        # A start-up still under way is cancelled, not waited for: it may wait on something
+        # outside indefinitely (a scale-out agent or headend retries an unreachable NATS
+        # forever, and ignored SIGTERM meanwhile). The runtime closes what it had started.
+        if starting is not None and not starting.done():
+            starting.cancel()
+
     # The handlers in force before (the CLI's early ones, bess_sim.__main__) come back
     # afterwards: asyncio's remove_signal_handler would leave SIGTERM at SIG_DFL (killed, -15).
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in previous:
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
-        async with factory(settings, fleet_config, register_map) as rt:
+        rt = factory(settings, fleet_config, register_map)
+        starting = asyncio.create_task(rt.__aenter__(), name="bess-start-up")
+        try:
+            await starting
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not stop.is_set() or (task is not None and task.cancelling()):
+                raise  # serve itself was cancelled
+            log.info("stopped during start-up")
+            return
+        try:
             log.info("ready")
             if scenario is not None:
                 rt.scenarios.start(*scenario)
             await stop.wait()
             log.info("shutting down")
+        finally:
+            await rt.__aexit__(None, None, None)
     finally:
         for sig, handler in previous.items():
             loop.remove_signal_handler(sig)
