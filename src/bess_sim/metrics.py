@@ -150,13 +150,17 @@ class AgentGauges:
             registry=r,
         )
         self.assets = Gauge(
-            "bess_agent_assets", "Assets the shard agent serves (its last heartbeat)", ["shard"],
+            "bess_agent_assets",
+            "Assets the shard agent serves (its last heartbeat)",
+            ["shard"],
             registry=r,
-        )  # fmt: skip
+        )
         self.tick = Gauge(
-            "bess_agent_tick", "The shard agent's tick count (its last heartbeat)", ["shard"],
+            "bess_agent_tick",
+            "The shard agent's tick count (its last heartbeat)",
+            ["shard"],
             registry=r,
-        )  # fmt: skip
+        )
         self.tick_p99 = Gauge(
             "bess_agent_tick_p99_seconds",
             "p99 of the wall time of the shard agent's last 120 ticks (from its heartbeats)",

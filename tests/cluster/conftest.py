@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from bess_sim.cluster.bus import Bus
 from bess_sim.cluster.wire import Subjects
@@ -31,6 +33,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def metric_samples(client: httpx.AsyncClient) -> list[Sample]:
+    """Every sample of ``/metrics`` (run or headend), parsed by prometheus_client."""
+    text = (await client.get("/metrics")).text
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
 
 
 def asset_id(i: int) -> str:

@@ -13,7 +13,7 @@ import time
 import httpx
 from pymodbus.client import AsyncModbusTcpClient
 
-from tests.cluster.conftest import START_TIMEOUT_S, Cluster, asset_id
+from tests.cluster.conftest import START_TIMEOUT_S, Cluster, asset_id, metric_samples
 
 A1, A2, A3, A4 = (asset_id(i) for i in range(1, 5))  # shard 0: A1, A3; shard 1: A2, A4
 
@@ -39,13 +39,11 @@ async def until(what: str, check: object, timeout_s: float = 20.0) -> None:
 
 async def agent_gauges(http: httpx.AsyncClient) -> dict[tuple[str, str], float]:
     """``bess_agent_*`` gauges of the headend's /metrics: (name, shard) → value."""
-    found: dict[tuple[str, str], float] = {}
-    for line in (await http.get("/metrics")).text.splitlines():
-        if line.startswith("bess_agent_"):
-            labels, value = line.rsplit(" ", 1)
-            name, shard = labels.split("{")[0], labels.split('"')[1]
-            found[(name, shard)] = float(value)
-    return found
+    return {
+        (s.name, s.labels["shard"]): s.value
+        for s in await metric_samples(http)
+        if s.name.startswith("bess_agent_")
+    }
 
 
 async def test_dispatch_modbus_and_agent_kill(cluster: Cluster, http: httpx.AsyncClient) -> None:

@@ -19,7 +19,13 @@ import httpx
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from tests.cluster.conftest import START_TIMEOUT_S, Cluster, asset_id, free_port
+from tests.cluster.conftest import (
+    START_TIMEOUT_S,
+    Cluster,
+    asset_id,
+    free_port,
+    metric_samples,
+)
 from tests.cluster.test_multiprocess import until
 
 A1, A2, A3, A4 = (asset_id(i) for i in range(1, 5))  # shard 0: A1, A3; shard 1: A2, A4
@@ -111,13 +117,11 @@ async def read_error(host: str, port: int, unit: int = 1) -> int | None:
 
 async def comm_effects(client: httpx.AsyncClient) -> dict[str, float]:
     """``bess_fault_comm_effects_total`` by outcome, from ``/metrics``."""
-    text = (await client.get("/metrics")).text
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith('bess_fault_comm_effects_total{outcome="'):
-            labels, value = line.rsplit(" ", 1)
-            found[labels.split('"')[1]] = float(value)
-    return found
+    return {
+        s.labels["outcome"]: s.value
+        for s in await metric_samples(client)
+        if s.name == "bess_fault_comm_effects_total"
+    }
 
 
 async def test_faults_same_as_run(cluster: Cluster, pair: Pair) -> None:
